@@ -1,0 +1,201 @@
+"""Value types of the decision core: what goes into `decide()` and what comes out.
+
+Owned here because every shell (daemon, simulator, demo) and every plug-in (sources,
+forecasters, actuators, adapter) speaks them. Pure stdlib + numpy. A missing signal is a
+`Signal` with a non-OK status, never a zero: the core must be able to tell "no load" from
+"no data" (DESIGN.md, safety rule 5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.spec.types import BatchingParams
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, order=True)
+class TargetKey:
+    """Identity of one autoscaled target: the Deployment serving a TF Serving model."""
+
+    namespace: str
+    deployment: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.deployment}"
+
+
+class SignalStatus(str, Enum):
+    OK = "ok"
+    MISSING = "missing"  # query answered with no series
+    STALE = "stale"  # newest sample too old
+    NAN = "nan"  # NaN / Inf value (e.g. rate over a counter reset, 0/0 ratio)
+    ERROR = "error"  # the query itself failed (down, timeout, bad response)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One observed value with its provenance. `value` is None unless status is OK."""
+
+    value: float | None
+    status: SignalStatus = SignalStatus.OK
+    detail: str = ""
+
+    @staticmethod
+    def of(value: float | None, detail: str = "") -> Signal:
+        """An OK signal, or NAN/MISSING if the value is not a finite number."""
+        if value is None:
+            return Signal(None, SignalStatus.MISSING, detail or "no value")
+        if not math.isfinite(value):
+            return Signal(None, SignalStatus.NAN, detail or f"non-finite value {value!r}")
+        return Signal(float(value), SignalStatus.OK, detail)
+
+    @staticmethod
+    def missing(status: SignalStatus, detail: str) -> Signal:
+        assert status is not SignalStatus.OK
+        return Signal(None, status, detail)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is SignalStatus.OK and self.value is not None
+
+
+MISSING = Signal(None, SignalStatus.MISSING, "not observed")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the sources saw for one target at one tick. Rates are requests/s for the whole target."""
+
+    time_s: float
+    request_rate_rps: Signal = MISSING  # OK responses/s over the rate window (~1 m)
+    burst_rate_rps: Signal = MISSING  # arrivals/s over the short burst window (~10 s)
+    error_rate_rps: Signal = MISSING  # non-OK, non-UNAVAILABLE responses/s
+    rejected_rps: Signal = MISSING  # UNAVAILABLE (batch queue full) responses/s
+    latency_ms: Signal = MISSING  # latency at the SLO quantile, milliseconds
+    queue_latency_ms: Signal = MISSING  # mean batching-queue wait, milliseconds
+    mean_batch_size: Signal = MISSING  # mean processed batch size
+    gpu_util: Signal = MISSING  # busy fraction 0..1 averaged over ready pods
+    cold_start_s: Signal = MISSING  # measured pod start -> ready (model load + warmup)
+    current_replicas: int | None = None  # Deployment spec.replicas
+    ready_replicas: int | None = None
+    pending_replicas: int | None = None  # created but not ready
+
+    @property
+    def arrival_rps(self) -> Signal:
+        """Offered load: served + rejected (rejections are demand we failed to serve)."""
+        if not self.request_rate_rps.ok:
+            return self.request_rate_rps
+        rej = self.rejected_rps.value if self.rejected_rps.ok else 0.0
+        assert self.request_rate_rps.value is not None
+        return Signal(self.request_rate_rps.value + (rej or 0.0))
+
+
+_STD_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Load forecast in requests/s: `mean[i]` is the mean rate over step i+1 after `origin_s`.
+
+    `lo`/`hi` bound the central interval of probability `level`. Quantiles in between
+    are read from a normal approximation of the predictive distribution.
+    """
+
+    origin_s: float
+    step_s: float
+    mean: FloatArray
+    lo: FloatArray
+    hi: FloatArray
+    level: float
+    model: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.mean)
+        if len(self.lo) != n or len(self.hi) != n:
+            raise ValueError("forecast mean, lo and hi must have the same length")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"forecast level must be in (0, 1), got {self.level}")
+
+    @property
+    def horizon(self) -> int:
+        return len(self.mean)
+
+    def sigma(self) -> FloatArray:
+        z = _STD_NORMAL.inv_cdf(0.5 + self.level / 2.0)
+        return np.maximum((self.hi - self.lo) / (2.0 * z), 0.0)
+
+    def quantile(self, q: float) -> FloatArray:
+        """Per-step q-quantile of the rate (clipped at 0)."""
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {q}")
+        z = _STD_NORMAL.inv_cdf(q)
+        return np.maximum(self.mean + z * self.sigma(), 0.0)
+
+    def peak_over(self, start_s: float, end_s: float, q: float) -> float | None:
+        """Highest q-quantile over steps overlapping [start_s, end_s] after origin; None if none."""
+        qs = self.quantile(q)
+        lo_i = max(0, int(math.floor((start_s - self.origin_s) / self.step_s)))
+        hi_i = min(self.horizon, int(math.ceil((end_s - self.origin_s) / self.step_s)))
+        if hi_i <= lo_i:
+            return None
+        return float(np.max(qs[lo_i:hi_i]))
+
+
+class Binding(str, Enum):
+    """The constraint that decided the final replica count."""
+
+    NONE = "none"  # the policy's own recommendation went through
+    MIN = "min-replicas"
+    MAX = "max-replicas"
+    SCALE_UP_LIMIT = "scale-up-limit"
+    SCALE_DOWN_LIMIT = "scale-down-limit"
+    STABILIZATION = "stabilization"
+    HOLD_MISSING_DATA = "hold-missing-data"
+    PENDING_PODS = "pending-pods"
+    SCALE_IN_GUARD = "scale-in-needs-observed-load"
+    REACTIVE_FLOOR = "reactive-floor"
+    PANIC = "panic"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One signal's replica recommendation, before the constraints."""
+
+    signal: str  # e.g. "forecast", "observed", "burst", "latency"
+    replicas: int
+    load_rps: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one `decide()` call, with everything needed to explain it."""
+
+    target: TargetKey
+    time_s: float
+    desired_replicas: int
+    current_replicas: int
+    valid: bool
+    reason: str
+    binding: Binding
+    batching: BatchingParams
+    batching_changed: bool = False
+    proposals: tuple[Proposal, ...] = ()
+    observed_rps: float | None = None
+    forecast_rps: float | None = None  # the forecast load provisioned for (quantile over lead time)
+    forecast_lo_rps: float | None = None
+    forecast_hi_rps: float | None = None
+    forecast_model: str | None = None
+    capacity_rps: float | None = None  # per-replica capacity at the SLO
+    lead_time_s: float | None = None
+    panic: bool = False
+    notes: tuple[str, ...] = field(default=())
