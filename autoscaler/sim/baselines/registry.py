@@ -1,0 +1,44 @@
+"""Explicit registry of simulated policies: name -> implementing class (one file each).
+
+Every class is constructed as `cls(spec, **knobs)` where knobs may include its main knob
+(`cls.knob`) and returns an object satisfying `autoscaler.sim.baselines.base.Policy`.
+Imports are lazy so `simulate --policies hpa-cpu` does not import statsmodels.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from autoscaler.sim.baselines.base import Policy
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+POLICIES: dict[str, str] = {
+    "predictive": "autoscaler.sim.baselines.predictive:PredictivePolicy",
+    "hpa-cpu": "autoscaler.sim.baselines.hpa:HpaCpuPolicy",
+    "hpa-rps": "autoscaler.sim.baselines.hpa:HpaRpsPolicy",
+    "keda": "autoscaler.sim.baselines.keda:KedaPrometheusPolicy",
+    "kpa": "autoscaler.sim.baselines.kpa:KnativeKpaPolicy",
+    "phpa": "autoscaler.sim.baselines.phpa:PredictiveHpaPolicy",
+    "static-peak": "autoscaler.sim.baselines.static_peak:StaticPeakPolicy",
+    "oracle": "autoscaler.sim.baselines.oracle:OraclePolicy",
+}
+
+
+def names() -> list[str]:
+    return list(POLICIES)
+
+
+def policy_class(name: str) -> type[Any]:
+    try:
+        target = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; expected one of: {', '.join(POLICIES)}") from None
+    module, _, attr = target.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def create(name: str, spec: ServingAutoscalerSpec, **knobs: Any) -> Policy:
+    policy: Policy = policy_class(name)(spec, **knobs)
+    return policy
