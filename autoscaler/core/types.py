@@ -143,8 +143,8 @@ class Forecast:
     def peak_over(self, start_s: float, end_s: float, q: float) -> float | None:
         """Highest q-quantile over steps overlapping [start_s, end_s] after origin; None if none."""
         qs = self.quantile(q)
-        lo_i = max(0, int(math.floor((start_s - self.origin_s) / self.step_s)))
-        hi_i = min(self.horizon, int(math.ceil((end_s - self.origin_s) / self.step_s)))
+        lo_i = max(0, math.floor((start_s - self.origin_s) / self.step_s))
+        hi_i = min(self.horizon, math.ceil((end_s - self.origin_s) / self.step_s))
         if hi_i <= lo_i:
             return None
         return float(np.max(qs[lo_i:hi_i]))
