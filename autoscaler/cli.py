@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "validate": "validate",
     "run": "run",
     "emulate": "emulate",
-    "dashboard": "dashboard",
+    "generate": "generate",
 }
 
 HELP: dict[str, str] = {
@@ -32,7 +32,7 @@ HELP: dict[str, str] = {
     "validate": "validate ServingAutoscaler spec files",
     "run": "run the in-cluster daemon",
     "emulate": "start TF Serving emulator replicas (and optionally replay a trace against them)",
-    "dashboard": "write the Grafana dashboard JSON",
+    "generate": "regenerate the generated manifests (CRD, Grafana dashboard, Prometheus rules)",
 }
 
 

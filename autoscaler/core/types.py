@@ -80,6 +80,7 @@ class Observation:
     error_rate_rps: Signal = MISSING  # non-OK, non-UNAVAILABLE responses/s
     rejected_rps: Signal = MISSING  # UNAVAILABLE (batch queue full) responses/s
     latency_ms: Signal = MISSING  # latency at the SLO quantile, milliseconds
+    slo_attainment: Signal = MISSING  # fraction of requests within the SLO latency (from the histogram)
     queue_latency_ms: Signal = MISSING  # mean batching-queue wait, milliseconds
     mean_batch_size: Signal = MISSING  # mean processed batch size
     gpu_util: Signal = MISSING  # busy fraction 0..1 averaged over ready pods
