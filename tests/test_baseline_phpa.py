@@ -1,0 +1,96 @@
+"""The simulated predictive-horizontal-pod-autoscaler (Holt-Winters over replica history)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoscaler.core.types import Observation
+from autoscaler.sim.baselines.phpa import PredictiveHpaPolicy, holt_winters_additive
+from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
+from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
+
+SPEC = ServingAutoscalerSpec(name="m", target=TargetRef("ns", "dep", "m"), min_replicas=1, max_replicas=30)
+PATTERN = [2, 4, 8, 4]  # calculated replicas over one season of 4 syncs (exact per-pod rates)
+
+
+def view(now_s: float, replicas: int, total_rps: float) -> ClusterView:
+    per_pod = total_rps / replicas
+    pods = tuple(PodView(f"p{i}", "Running", True, -100.0, -50.0, None, 1000, per_pod, None) for i in range(replicas))
+    return ClusterView(
+        now_s=now_s,
+        spec_replicas=replicas,
+        status_replicas=replicas,
+        ready_replicas=replicas,
+        pending_replicas=0,
+        pods=pods,
+        total_rps=total_rps,
+        observation=Observation(time_s=now_s),
+        batching=BatchingParams(),
+    )
+
+
+def run(policy: PredictiveHpaPolicy, syncs: int) -> list[tuple[int, int, str]]:
+    """Drive the policy with load that makes the HPA calculate PATTERN; returns (calculated, out, reason)."""
+    policy.start(PolicyContext(SPEC, 0.0, 2, 1.0, empty_history(), 60.0))
+    replicas = 2
+    seen = []
+    for k in range(syncs):
+        calc = PATTERN[k % len(PATTERN)]
+        out = policy.decide(view(15.0 * k, replicas, 100.0 * calc))
+        seen.append((calc, out.desired_replicas, out.reason))
+        replicas = out.desired_replicas
+    return seen
+
+
+def test_registry_and_defaults() -> None:
+    policy = create("phpa", SPEC)
+    assert isinstance(policy, PredictiveHpaPolicy)
+    assert policy.seasonal_periods == 86_400 // 15  # one forecaster season in 15 s syncs
+    assert (policy.alpha, policy.beta, policy.gamma, policy.stored_seasons) == (0.9, 0.9, 0.9, 2)
+
+
+def test_holt_winters_recursion() -> None:
+    assert holt_winters_additive(np.full(12, 5.0), 4, 0.9, 0.9, 0.9)[-1] == pytest.approx(5.0)
+    periodic = np.array(PATTERN * 4, dtype=float)
+    nxt = holt_winters_additive(periodic, 4, 0.5, 0.5, 0.5, horizon=2)[-2:]
+    assert nxt == pytest.approx([2.0, 4.0], abs=0.3)
+    with pytest.raises(ValueError):
+        holt_winters_additive(np.ones(3), 4, 0.5, 0.5, 0.5)
+
+
+def test_falls_back_to_the_hpa_calculation_before_enough_history() -> None:
+    """statsmodels' minimum: 2 * seasonalPeriods and 10 + 2 * (seasonalPeriods // 2) points (14 here)."""
+    policy = PredictiveHpaPolicy(SPEC, seasonal_periods=4, downscale_stabilization_s=0.0)
+    seen = run(policy, 13)
+    assert [out for _, out, _ in seen] == [calc for calc, _, _ in seen]
+    assert all("prediction unavailable" in reason for _, _, reason in seen)
+    assert not policy.can_predict()
+
+
+def test_predicts_the_next_season_value_once_warm() -> None:
+    policy = PredictiveHpaPolicy(SPEC, seasonal_periods=4, stored_seasons=4, downscale_stabilization_s=0.0,
+                                 alpha=0.5, beta=0.1, gamma=0.5, chronological_history=True)  # fmt: skip
+    seen = run(policy, 40)
+    warm = seen[14:]
+    assert all(out >= calc for calc, out, _ in warm)  # decision = max(calculated, prediction)
+    # at the sync before each 8 the prediction already asks for about 8: scaling ahead of the load
+    ahead = [out for k, (calc, out, _) in enumerate(seen) if k >= 14 and PATTERN[(k + 1) % 4] == 8]
+    assert ahead and all(out >= 7 for out in ahead)
+
+
+def test_history_is_pruned_to_stored_seasons_newest_first() -> None:
+    policy = PredictiveHpaPolicy(SPEC, seasonal_periods=4, stored_seasons=2)
+    run(policy, 30)
+    assert len(policy.history) <= 2 * 4 + 3
+    times = [t for t, _ in policy.history]
+    assert times == sorted(times, reverse=True)  # upstream keeps it sorted newest first after pruning
+    assert times[0] == 15.0 * 29
+
+
+def test_downscale_stabilization_holds_the_highest_recent_decision() -> None:
+    policy = PredictiveHpaPolicy(SPEC, seasonal_periods=4, downscale_stabilization_s=300.0)
+    seen = run(policy, 12)
+    # within 300 s the 8 of the third sync is never given up
+    assert [out for _, out, _ in seen] == [2, 4] + [8] * 10
