@@ -8,3 +8,5 @@ import matplotlib
 
 matplotlib.use("Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+pytest_plugins = ["tests.fixtures.prometheus"]
