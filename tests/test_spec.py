@@ -193,3 +193,14 @@ def test_validate_cli_exit_codes_and_messages(tmp_path: Path) -> None:
         text=True,
     )
     assert missing.returncode == 1 and "cannot read file" in missing.stderr
+
+
+def test_spec_forecaster_names_equal_the_registry() -> None:
+    from autoscaler.forecast import registry
+    from autoscaler.spec.parse import FORECASTERS
+
+    assert set(FORECASTERS) == {"auto", *registry.names()}
+    doc = base_doc()
+    doc["spec"]["forecaster"]["model"] = "arima"  # type: ignore[index]
+    (msg,) = problems_for(doc)
+    assert "spec.forecaster.model" in msg and "arima" in msg and "holt-winters" in msg

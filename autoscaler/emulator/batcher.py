@@ -64,10 +64,14 @@ class BatchQueue:
         *,
         time_scale: float = 1.0,
         on_batch: Callable[[BatchStats], None] | None = None,
+        device_parallelism: int = 1,
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         self.params = params
+        # Workers that actually execute: the device runs min(threads, parallelism) batches at once
+        # (the profile times one batch alone), exactly as core/batchqueue.py models it.
+        self._servers = max(1, min(params.num_batch_threads, device_parallelism))
         self._service_ms = service_ms
         self._time_scale = time_scale
         self._on_batch = on_batch
@@ -87,7 +91,7 @@ class BatchQueue:
         return self._loop.time()
 
     def start(self) -> None:
-        for i in range(self.params.num_batch_threads):
+        for i in range(self._servers):
             self._workers.append(asyncio.create_task(self._worker(), name=f"batch-thread-{i}"))
 
     async def stop(self) -> None:

@@ -127,7 +127,13 @@ class EmulatorReplica:
         await self.stop()
 
     def _make_queue(self, params: BatchingParams) -> BatchQueue:
-        q = BatchQueue(params, self._service.ms, time_scale=self.config.time_scale, on_batch=self._on_batch)
+        q = BatchQueue(
+            params,
+            self._service.ms,
+            time_scale=self.config.time_scale,
+            on_batch=self._on_batch,
+            device_parallelism=self._service.profile.device_parallelism,
+        )
         q.start()
         return q
 

@@ -131,6 +131,7 @@ class ProfileModel(_Model):
     batch_latency: Annotated[list[ProfilePointModel], Field(min_length=1)]
     cpu_ms_per_request: Annotated[float, Field(ge=0.0)] = 2.0
     cpu_request_millicores: Annotated[int, Field(gt=0)] = 2_000
+    device_parallelism: Annotated[int, Field(ge=1, le=1_024)] = 1
     source: str = ""
 
     @model_validator(mode="after")

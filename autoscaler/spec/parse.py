@@ -152,6 +152,7 @@ def _to_spec(doc: DocumentModel) -> ServingAutoscalerSpec:
             batch_latency_ms=tuple(pt.latency_ms for pt in s.profile.batch_latency),
             cpu_ms_per_request=s.profile.cpu_ms_per_request,
             cpu_request_millicores=s.profile.cpu_request_millicores,
+            device_parallelism=s.profile.device_parallelism,
             source=s.profile.source,
         )
 
@@ -222,6 +223,11 @@ def _to_spec(doc: DocumentModel) -> ServingAutoscalerSpec:
     )
 
 
+# The forecast registry's names (spec/ sits below forecast/ in the layering, so the list is
+# repeated here; tests/test_spec.py checks it equals autoscaler.forecast.registry.names()).
+FORECASTERS = ("auto", "seasonal-naive", "holt-winters", "profile-holt", "holt", "naive")
+
+
 def _semantic_checks(source: str, spec: ServingAutoscalerSpec) -> list[str]:
     """Checks that need the assembled spec (profile vs SLO, registry names)."""
     problems: list[str] = []
@@ -232,7 +238,7 @@ def _semantic_checks(source: str, spec: ServingAutoscalerSpec) -> list[str]:
             f"single-request service time ({single_ms:g} ms at batch size {spec.profile.batch_sizes[0]}); "
             f"no replica count can meet it (expected > {single_ms:g})"
         )
-    known = ("auto", "seasonal-naive", "holt-winters", "ets", "holt", "drift", "stl-ets")
+    known = FORECASTERS
     if spec.forecaster.model not in known:
         problems.append(
             f"{source}: spec.forecaster.model: unknown forecaster (got {spec.forecaster.model!r}; "

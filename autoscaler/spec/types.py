@@ -164,6 +164,10 @@ class ServiceProfile:
     batch_latency_ms: tuple[float, ...] = (7.34, 9.29, 13.83, 23.41, 40.58, 77.18, 150.82, 297.82)
     cpu_ms_per_request: float = 2.0  # host CPU time per request (pre/post-processing, RPC)
     cpu_request_millicores: int = 2_000  # the pod's CPU request (for CPU utilization %)
+    # Batches the device executes concurrently at the measured speed. The profile times one batch
+    # alone, so on one GPU this is 1: extra `num_batch_threads` overlap host work but cannot add
+    # device throughput. For CPU serving it is roughly cores / intra-op threads per batch.
+    device_parallelism: int = 1
     source: str = "DLE-TF-RN50v1.5 T4 FP32"
 
 

@@ -1,0 +1,559 @@
+"""Capacity model of one TF Serving replica with session batching (analytic, pure, cached).
+
+Owns the answer to "how much load can one replica take under the latency SLO with these
+batching parameters?" — the number every replica decision divides by — and the per-replica
+latency distribution, rejection fraction, mean batch size and busy fraction that the fluid
+simulator and the decision core read every tick. It has to be fast, so it is analytic;
+`core/batchqueue.py` is the exact discrete-event reference it is validated against
+(tests/test_capacity.py, benchmarks/capacity_model.py report the errors).
+
+Model (λ arrival rate, B max_batch_size, T batch timeout, c batch threads, S(k) service time
+of a batch of k from the `ServiceProfile`). TF Serving's shared batch scheduler dispatches the
+open batch when it is full, or once its timeout has passed *and* a thread is free:
+
+* A batch opens with its first request; R is the time until a thread is free. It is dispatched
+  after A = max(T, R), holding K = 1 + Poisson(λA) requests (capped at B). So batches are
+  timeout-sized at light load and grow with load when threads are busy.
+* R comes from the threads' state at the opening instant: the thread that took the previous
+  batch is busy for S(K_prev) minus the Exp(λ) wait for this batch's first arrival; each other
+  thread is busy with probability u (utilization) for an equilibrium residual of S(K). For
+  c ≥ 2 the threads stay staggered in reality (they are not independent), so the busy part of R
+  is shrunk toward its mean by `_STAGGER` = 0.7, a factor fitted against the DES.
+* The batch-size distribution π is the fixed point of π → R → A → K.
+* A request's wait is A for the first of its batch and a uniform fraction of A for the others
+  (Poisson arrivals are uniform given their count); latency = wait + S(K).
+* Full batches also queue behind each other as closed batches: an extra wait X with the
+  Erlang-C probability and an exponential tail of Allen–Cunneen mean for a G/D/c queue of
+  batches (arrival SCV 1/B). Arrivals beyond max_enqueued_batches queued batches are rejected;
+  above the maximum throughput c·B/S(B) the replica is overloaded: the excess is rejected and
+  latency quantiles are infinite.
+
+`fraction_within` is made non-increasing in rate (running minimum over a cached rate table),
+and `capacity_at_slo_rps` is the largest r such that *every* rate in (0, r] meets the SLO:
+with a long timeout real batching can get faster with load, but an autoscaler must never
+conclude that fewer replicas serve better.
+
+The file is longer than most on purpose: docs/internal-apis.md pins `ServiceTime`,
+`CapacityModel`, `Calibration` and `calibrate` to this one module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from autoscaler.core.types import FloatArray
+from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile
+
+_STAGGER = 0.7  # shrink of the thread-wait spread for c >= 2 (fitted against the DES)
+_NODES = 32  # discretisation of the thread-wait distribution
+_TABLE_POINTS = 161  # rates per params in the fraction_within table, 0 .. 1.2 x max throughput
+_MIN_SERVICE_MS = 1e-6
+_CAPACITY_SCAN = 12  # coarse rate scan before bisection (finds the first rate that misses)
+
+
+class ServiceTime:
+    """Deterministic service time of one batch, from a measured `ServiceProfile`.
+
+    Piecewise-linear interpolation between measured batch sizes, linear extrapolation beyond
+    both ends (never below a tiny positive floor), multiplied by `scale` (calibration).
+    """
+
+    def __init__(self, profile: ServiceProfile, scale: float = 1.0) -> None:
+        sizes = tuple(float(b) for b in profile.batch_sizes)
+        lat = tuple(float(x) for x in profile.batch_latency_ms)
+        if not sizes:
+            raise ValueError("profile.batch_sizes: must not be empty (got ())")
+        if len(sizes) != len(lat):
+            raise ValueError(
+                f"profile.batch_latency_ms: expected one latency per batch size "
+                f"(got {len(lat)} latencies for {len(sizes)} sizes)"
+            )
+        if any(b < 1 for b in sizes) or any(b2 <= b1 for b1, b2 in zip(sizes, sizes[1:], strict=False)):
+            raise ValueError(f"profile.batch_sizes: expected strictly increasing sizes >= 1 (got {sizes})")
+        if any(not (math.isfinite(x) and x > 0) for x in lat):
+            raise ValueError(f"profile.batch_latency_ms: expected finite values > 0 (got {lat})")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"service_scale: expected a finite value > 0 (got {scale!r})")
+        self.profile = profile
+        self.scale = float(scale)
+        self._sizes = sizes
+        self._lat = lat
+
+    def ms(self, batch: float) -> float:
+        """Service time in milliseconds of one batch of `batch` requests."""
+        sizes, lat = self._sizes, self._lat
+        if len(sizes) == 1:
+            return lat[0] * self.scale
+        i = min(max(bisect.bisect_right(sizes, batch) - 1, 0), len(sizes) - 2)
+        b0, b1 = sizes[i], sizes[i + 1]
+        value = lat[i] + (lat[i + 1] - lat[i]) * (batch - b0) / (b1 - b0)
+        return max(value, _MIN_SERVICE_MS) * self.scale
+
+    def servers(self, params: BatchingParams) -> int:
+        """Batches that really run in parallel: min(num_batch_threads, device parallelism)."""
+        return max(1, min(params.num_batch_threads, self.profile.device_parallelism))
+
+    def s(self, batch: float) -> float:
+        """Service time in seconds of one batch of `batch` requests."""
+        return self.ms(batch) / 1000.0
+
+    def table_s(self, max_batch_size: int) -> list[float]:
+        """Service seconds for batch sizes 0..max_batch_size (index = size; [0] is 0.0)."""
+        return [0.0] + [self.s(b) for b in range(1, max_batch_size + 1)]
+
+    def knee_batch_size(self, min_gain: float = 0.05) -> int:
+        """Largest measured size up to which each step still cuts per-request time by ≥ min_gain."""
+        per_req = [x / b for b, x in zip(self._sizes, self._lat, strict=True)]
+        for i in range(len(per_req) - 1):
+            if per_req[i + 1] > per_req[i] * (1.0 - min_gain):
+                return int(self._sizes[i])
+        return int(self._sizes[-1])
+
+
+def validate_params(params: BatchingParams) -> None:
+    """Raise ValueError naming the field if `params` is not a usable batching configuration."""
+    checks = (
+        ("max_batch_size", params.max_batch_size, 1),
+        ("batch_timeout_us", params.batch_timeout_us, 0),
+        ("num_batch_threads", params.num_batch_threads, 1),
+        ("max_enqueued_batches", params.max_enqueued_batches, 1),
+    )
+    for name, value, low in checks:
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"batching.{name}: expected an integer >= {low} (got {value!r})")
+
+
+def _erlang_c(servers: int, offered: float) -> float:
+    """Erlang-C probability that an arrival waits in M/M/c (offered load a = λ/μ < c).
+
+    Uses the numerically stable Erlang-B recursion B_k = a·B_{k-1} / (k + a·B_{k-1}), then
+    C = c·B / (c - a·(1 - B)); fine for thousands of servers.
+    """
+    if offered <= 0.0:
+        return 0.0
+    if offered >= servers:
+        return 1.0
+    blocking = 1.0
+    for k in range(1, servers + 1):
+        blocking = offered * blocking / (k + offered * blocking)
+    return servers * blocking / (servers - offered * (1.0 - blocking))
+
+
+def _uniform_plus_exp_cdf(y: FloatArray, lo: FloatArray, width: FloatArray, mean: float) -> FloatArray:
+    """P(U + X ≤ y) for U ~ Uniform[lo, lo + width], X ~ Exp(mean) (elementwise)."""
+    z = y - lo
+
+    def ramp(t: FloatArray) -> FloatArray:
+        t = np.maximum(t, 0.0)
+        return t - mean * -np.expm1(-t / mean)  # ∫_0^t (1 - e^{-x/m}) dx
+
+    safe = np.maximum(width, 1e-12)
+    out = (ramp(z) - ramp(z - width)) / safe
+    return np.where(z <= 0.0, 0.0, np.clip(out, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Steady state of one replica at one rate. Times in seconds; arrays over wait nodes × sizes."""
+
+    rate_rps: float
+    batch_size: float  # mean batch size
+    utilization: float  # thread busy fraction 0..1
+    rejected: float  # fraction of arrivals rejected
+    overloaded: bool
+    overload_latency_s: float  # latency of served requests when overloaded
+    wait_p: FloatArray  # probability of each thread-wait node
+    wait_s: FloatArray  # accumulation time A = max(T, R) at each node
+    full_wait_s: FloatArray  # dispatch delay of a full batch's first request, max(fill, R)
+    fill_s: FloatArray  # time over which a full batch's requests arrived
+    size_p: FloatArray  # P(K = k | node), shape (nodes, B + 1)
+    service_s: FloatArray  # S(k), k = 0..B
+    queue_p: float  # probability a full batch queues behind others
+    queue_mean_s: float  # mean of that exponential extra wait
+    pi: FloatArray  # batch-size distribution (for warm starts)
+    # (wait node, size) terms with non-negligible weight, flattened so the CDF is two matvecs
+    _part_wait_s: FloatArray = field(init=False, repr=False, compare=False)
+    _part_service_s: FloatArray = field(init=False, repr=False, compare=False)
+    _part_first_w: FloatArray = field(init=False, repr=False, compare=False)
+    _part_other_w: FloatArray = field(init=False, repr=False, compare=False)
+    _full_idx: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        big_b = len(self.service_s) - 1
+        weight = self.wait_p[:, None] * self.size_p[:, 1:big_b]
+        nodes, sizes = np.nonzero(weight > 1e-9)  # probabilities; dropped mass < 1e-6
+        w = weight[nodes, sizes]
+        object.__setattr__(self, "_part_wait_s", self.wait_s[nodes])
+        object.__setattr__(self, "_part_service_s", self.service_s[1:big_b][sizes])
+        object.__setattr__(self, "_part_first_w", w)
+        object.__setattr__(self, "_part_other_w", w * sizes.astype(np.float64))  # k - 1 = index
+        full_w = self.wait_p * self.size_p[:, big_b]
+        object.__setattr__(self, "_full_idx", np.nonzero(full_w > 1e-9)[0])
+
+    def cdf(self, latency_s: float) -> float:
+        """P(latency ≤ x) among *served* requests."""
+        return float(self.cdf_many(np.array([latency_s], dtype=np.float64))[0])
+
+    def cdf_many(self, latency_s: FloatArray) -> FloatArray:
+        """P(latency ≤ x) among *served* requests, for every x in a 1-D array (seconds)."""
+        x = np.asarray(latency_s, dtype=np.float64).reshape(-1)
+        if self.overloaded:
+            return (x >= self.overload_latency_s).astype(np.float64)
+        big_b = len(self.service_s) - 1
+        # batches that did not fill: first request waits A, the others A·U
+        y = x[:, None] - self._part_service_s[None, :]
+        a = self._part_wait_s[None, :]
+        num = (a <= y).astype(np.float64) @ self._part_first_w
+        num = num + np.clip(y / np.maximum(a, 1e-12), 0.0, 1.0) @ self._part_other_w
+        # full batches: waits from max(fill, R) down to max(fill, R) - fill, plus the queue X
+        idx = self._full_idx
+        if idx.size:
+            w_b = self.wait_p[idx] * self.size_p[idx, big_b]
+            y_b = (x - self.service_s[big_b])[:, None]
+            a_b, f_b = self.full_wait_s[None, idx], self.fill_s[None, idx]
+            pq, mq = self.queue_p, self.queue_mean_s
+            lo = a_b - f_b
+            first_b = np.where(a_b <= y_b, 1.0 - pq * np.exp(-np.maximum(y_b - a_b, 0.0) / mq), 0.0)
+            other_b = (1.0 - pq) * np.clip((y_b - lo) / np.maximum(f_b, 1e-12), 0.0, 1.0)
+            other_b = other_b + pq * _uniform_plus_exp_cdf(y_b, lo, f_b, mq)
+            num = num + (first_b + (big_b - 1) * other_b) @ w_b
+        out: FloatArray = np.minimum(1.0, num / self.batch_size)
+        return out
+
+    def mean_latency_s(self) -> float:
+        if self.overloaded:
+            return self.overload_latency_s
+        big_b = len(self.service_s) - 1
+        k = np.arange(big_b + 1, dtype=np.float64)
+        weight = self.wait_p[:, None] * self.size_p
+        a = self.wait_s[:, None]
+        wait_part = a * (1.0 + (k - 1.0) * 0.5)
+        full_wait = self.full_wait_s + self.queue_p * self.queue_mean_s
+        full = full_wait + (big_b - 1.0) * (full_wait - 0.5 * self.fill_s)
+        wait_part[:, big_b] = full
+        total = (weight * (wait_part + k * self.service_s[None, :])).sum()
+        return float(total / self.batch_size)
+
+
+class CapacityModel:
+    """Per-replica capacity, latency and utilization under given batching parameters (cached)."""
+
+    def __init__(self, profile: ServiceProfile, *, service_scale: float = 1.0) -> None:
+        self.profile = profile
+        self.service_scale = float(service_scale)
+        self.service = ServiceTime(profile, service_scale)
+        self._steady: dict[tuple[BatchingParams, float], Steady] = {}
+        self._grids: dict[BatchingParams, list[Steady]] = {}
+        self._tables: dict[tuple[BatchingParams, float], tuple[float, list[float]]] = {}
+        self._capacity: dict[tuple[BatchingParams, float, float], float] = {}
+        self._service_arrays: dict[int, FloatArray] = {}
+        self._warm: dict[BatchingParams, FloatArray] = {}
+
+    # ---- the steady state ----------------------------------------------------------------
+    def steady(self, rate_rps: float, params: BatchingParams, warm: FloatArray | None = None) -> Steady:
+        """Solve (and cache) the steady state at `rate_rps` for `params`."""
+        if not (isinstance(rate_rps, int | float) and math.isfinite(rate_rps) and rate_rps >= 0.0):
+            raise ValueError(f"rate_rps: expected a finite rate >= 0 (got {rate_rps!r})")
+        key = (params, float(rate_rps))
+        hit = self._steady.get(key)
+        if hit is not None:
+            return hit
+        validate_params(params)
+        result = self._solve(float(rate_rps), params, warm if warm is not None else self._warm.get(params))
+        if len(self._steady) > 20_000:
+            self._steady.clear()
+        self._steady[key] = result
+        if not result.overloaded:
+            self._warm[params] = result.pi  # the last solution is a good start for the next rate
+        return result
+
+    def _service_array(self, big_b: int) -> FloatArray:
+        hit = self._service_arrays.get(big_b)
+        if hit is None:
+            hit = np.asarray(self.service.table_s(big_b), dtype=np.float64)
+            self._service_arrays[big_b] = hit
+        return hit
+
+    def _solve(self, lam: float, params: BatchingParams, warm: FloatArray | None) -> Steady:
+        big_b, c = params.max_batch_size, self.service.servers(params)
+        timeout_s = params.batch_timeout_us * 1e-6
+        svc = self._service_array(big_b)
+        mu_max = c * big_b / svc[big_b]
+        k = np.arange(big_b + 1, dtype=np.float64)
+        if lam >= mu_max:
+            queue_s = (params.max_enqueued_batches - 0.5) * svc[big_b] / c
+            pi = np.zeros(big_b + 1)
+            pi[big_b] = 1.0
+            one = np.ones(1)
+            return Steady(
+                lam, float(big_b), 1.0, 1.0 - mu_max / lam, True, queue_s + svc[big_b],
+                one, one * timeout_s, one * 0.0, one * 0.0, pi[None, :], svc, 0.0, 1.0, pi,
+            )  # fmt: skip
+        rate_rps, lam = lam, max(lam, 1e-9)  # an idle replica is the limit of a tiny rate
+        grid = np.linspace(0.0, svc[big_b], _NODES + 1)
+        resid = np.clip(svc[None, :] - grid[:, None], 0.0, None)  # (nodes+1, B+1)
+        lam_resid = -np.expm1(-lam * resid)
+        lgam = np.array([math.lgamma(j + 1.0) for j in range(big_b)])
+        extra = np.arange(big_b, dtype=np.float64)  # arrivals after the first: 0 .. B-1
+        pi = warm.copy() if warm is not None and len(warm) == big_b + 1 else np.eye(big_b + 1)[1]
+        wait_p = r = a = size_p = np.zeros(1)
+        u = 0.0
+        for _ in range(400):
+            mean_k, mean_s = float(pi @ k), float(pi @ svc)
+            u = min(1.0 - 1e-12, lam * mean_s / (c * mean_k))
+            surv = (lam_resid @ pi) * (u * (resid @ pi) / mean_s) ** (c - 1)
+            r = np.concatenate(([0.0], 0.5 * (grid[:-1] + grid[1:])))
+            wait_p = np.concatenate(([1.0 - surv[0]], surv[:-1] - surv[1:]))
+            wait_p[-1] += surv[-1]
+            busy = float(wait_p[1:].sum())
+            if c >= 2 and busy > 0.0:
+                mid = float(wait_p[1:] @ r[1:]) / busy
+                r[1:] = np.maximum(mid + _STAGGER * (r[1:] - mid), 0.0)
+            a = np.maximum(r, timeout_s)
+            size_p = np.zeros((len(a), big_b + 1))
+            if big_b == 1:
+                size_p[:, 1] = 1.0
+            else:
+                m = lam * a[:, None]
+                logp = -m + extra[None, : big_b - 1] * np.log(np.maximum(m, 1e-300)) - lgam[None, : big_b - 1]
+                pmf = np.where(m > 0.0, np.exp(logp), (extra[None, : big_b - 1] == 0).astype(np.float64))
+                size_p[:, 1:big_b] = pmf
+                size_p[:, big_b] = np.clip(1.0 - pmf.sum(axis=1), 0.0, None)
+            new = wait_p @ size_p
+            if float(np.abs(new - pi).max()) < 1e-6:
+                pi = new
+                break
+            pi = 0.5 * (pi + new)
+        mean_k = float(pi @ k)
+        u = min(1.0, lam * float(pi @ svc) / (c * mean_k))
+        fill = np.minimum(a, (big_b - 1) / lam) if big_b > 1 else np.zeros_like(a)
+        full_wait = np.maximum(fill, r)
+        rho_b = lam * svc[big_b] / (c * big_b)
+        queue_p = _erlang_c(c, c * rho_b)
+        queue_mean = svc[big_b] / (c * (1.0 - rho_b)) * (1.0 / big_b) / 2.0
+        # no request waits longer than the queue bound allows: the rest are rejected instead
+        slots = params.max_enqueued_batches - 1
+        queue_mean = min(queue_mean, 0.5 * max(slots, 1) * svc[big_b] / c)
+        # rejections: the queue of full batches (geometric, ratio sigma per batch) truncated at
+        # max_enqueued_batches - 1 waiting behind the open one
+        sigma = math.exp(-svc[big_b] / (c * queue_mean))
+        p_full = float(pi[big_b])
+        if sigma >= 1.0 - 1e-12:
+            block = 1.0 / (slots + 1)
+        else:
+            block = sigma**slots * (1.0 - sigma) / (1.0 - sigma ** (slots + 1))
+        rejected = min(1.0, p_full * queue_p * block)
+        return Steady(
+            rate_rps, mean_k, u, rejected, False, math.inf, wait_p, a, full_wait, fill, size_p, svc,
+            queue_p, queue_mean, pi,
+        )  # fmt: skip
+
+    # ---- public per-replica API ----------------------------------------------------------
+    def max_throughput_rps(self, params: BatchingParams) -> float:
+        """Throughput with every parallel server busy on full batches: c·B / S(B)."""
+        validate_params(params)
+        return self.service.servers(params) * params.max_batch_size / self.service.s(params.max_batch_size)
+
+    def mean_batch_size(self, rate_rps: float, params: BatchingParams) -> float:
+        return self.steady(rate_rps, params).batch_size
+
+    def busy_fraction(self, rate_rps: float, params: BatchingParams) -> float:
+        return self.steady(rate_rps, params).utilization
+
+    def rejected_fraction(self, rate_rps: float, params: BatchingParams) -> float:
+        return self.steady(rate_rps, params).rejected
+
+    def mean_latency_ms(self, rate_rps: float, params: BatchingParams) -> float:
+        """Mean latency of served requests, milliseconds."""
+        return self.steady(rate_rps, params).mean_latency_s() * 1000.0
+
+    def latency_quantile_ms(self, rate_rps: float, params: BatchingParams, q: float) -> float:
+        """q-quantile of the latency of arriving requests (rejected = infinitely late), ms."""
+        if not (isinstance(q, float | int) and 0.0 < q < 1.0):
+            raise ValueError(f"q: expected a quantile in (0, 1) (got {q!r})")
+        p = self.steady(rate_rps, params)
+        if p.overloaded or (1.0 - p.rejected) < q:
+            return math.inf
+        target = q / (1.0 - p.rejected)
+        lo = float(p.service_s[1])
+        hi = float(p.service_s[-1] + p.full_wait_s.max() + p.wait_s.max()) + 1e-3
+        while p.cdf(hi) < target:
+            hi *= 2.0
+            if hi > 1e5:
+                return math.inf
+        # three rounds of a vectorized 24-interval search narrow the bracket 13 824-fold
+        c_lo, c_hi = 0.0, 1.0
+        for _ in range(3):
+            xs = np.linspace(lo, hi, 25)
+            cs = p.cdf_many(xs)
+            i = int(np.argmax(cs >= target))
+            if i == 0:
+                return float(xs[0]) * 1000.0
+            lo, hi, c_lo, c_hi = float(xs[i - 1]), float(xs[i]), float(cs[i - 1]), float(cs[i])
+        frac = (target - c_lo) / (c_hi - c_lo) if c_hi > c_lo else 1.0
+        return (lo + frac * (hi - lo)) * 1000.0
+
+    def _rate_grid(self, params: BatchingParams) -> list[Steady]:
+        hit = self._grids.get(params)
+        if hit is None:
+            top = 1.2 * self.max_throughput_rps(params)
+            hit = []
+            warm: FloatArray | None = None
+            for i in range(_TABLE_POINTS):
+                point = self.steady(top * i / (_TABLE_POINTS - 1), params, warm)
+                warm = point.pi
+                hit.append(point)
+            self._grids[params] = hit
+        return hit
+
+    def _build_tables(self, params: BatchingParams, latencies_ms: list[float]) -> None:
+        """Tabulate fraction_within over the rate grid for these latencies (running minimum)."""
+        grid = self._rate_grid(params)
+        seconds = np.asarray(latencies_ms, dtype=np.float64) / 1000.0
+        rows = np.array([(1.0 - p.rejected) * p.cdf_many(seconds) for p in grid])  # (rates, latencies)
+        rows = np.minimum.accumulate(np.minimum(rows, 1.0), axis=0)
+        if len(self._tables) + len(latencies_ms) > 4096:
+            self._tables.clear()
+        for j, latency in enumerate(latencies_ms):
+            self._tables[(params, latency)] = (grid[-1].rate_rps, rows[:, j].tolist())
+
+    def _table(self, params: BatchingParams, latency_ms: float) -> tuple[float, list[float]]:
+        key = (params, latency_ms)
+        hit = self._tables.get(key)
+        if hit is None:
+            self._build_tables(params, [latency_ms])
+            hit = self._tables[key]
+        return hit
+
+    def fraction_within_grid(
+        self, rates_rps: FloatArray, params: BatchingParams, latencies_ms: FloatArray
+    ) -> FloatArray:
+        """`fraction_within` for every (rate, latency) pair: shape (len(rates), len(latencies)).
+
+        Same values as calling `fraction_within` in a loop, built in one vectorized pass.
+        """
+        rates = np.asarray(rates_rps, dtype=np.float64).reshape(-1)
+        lats = [float(x) for x in np.asarray(latencies_ms, dtype=np.float64).reshape(-1)]
+        if rates.size and not (np.all(np.isfinite(rates)) and rates.min() >= 0.0):
+            raise ValueError("rates_rps: expected finite rates >= 0")
+        missing = [x for x in dict.fromkeys(lats) if (params, x) not in self._tables]
+        if missing:
+            self._build_tables(params, missing)
+        out = np.empty((rates.size, len(lats)))
+        for j, latency in enumerate(lats):
+            out[:, j] = [self.fraction_within(float(r), params, latency) for r in rates]
+        return out
+
+    def fraction_within(self, rate_rps: float, params: BatchingParams, latency_ms: float) -> float:
+        """Fraction of arriving requests served within `latency_ms` (rejected count as misses)."""
+        if not (math.isfinite(rate_rps) and rate_rps >= 0.0):
+            raise ValueError(f"rate_rps: expected a finite rate >= 0 (got {rate_rps!r})")
+        top, values = self._table(params, float(latency_ms))
+        if rate_rps >= top:  # overloaded (top = 1.2 x max throughput): closed form, not cached
+            s_full = self.service.s(params.max_batch_size)
+            served = self.max_throughput_rps(params) / rate_rps
+            latency_s = s_full + (params.max_enqueued_batches - 0.5) * s_full / self.service.servers(params)
+            return min(values[-1], served if latency_s <= latency_ms / 1000.0 else 0.0)
+        x = rate_rps / top * (_TABLE_POINTS - 1)
+        i = int(x)
+        return values[i] + (values[i + 1] - values[i]) * (x - i)
+
+    def capacity_at_slo_rps(self, params: BatchingParams, slo: SLO) -> float:
+        """Largest per-replica rate r such that every rate in (0, r] meets the SLO quantile."""
+        key = (params, slo.latency_quantile, slo.latency_ms)
+        hit = self._capacity.get(key)
+        if hit is not None:
+            return hit
+        q, limit_ms = slo.latency_quantile, slo.latency_ms
+        top = self.max_throughput_rps(params)
+        warm: FloatArray | None = None
+
+        def ok(rate: float) -> bool:
+            nonlocal warm
+            point = self.steady(rate, params, warm)
+            warm = point.pi
+            return self.latency_quantile_ms(rate, params, q) <= limit_ms
+
+        if not ok(top * 1e-4):
+            result = 0.0
+        else:
+            lo, hi = top * 1e-4, top
+            for i in range(1, _CAPACITY_SCAN):
+                rate = top * i / _CAPACITY_SCAN
+                if not ok(rate):
+                    hi = rate
+                    break
+                lo = rate
+            for _ in range(9):
+                mid = 0.5 * (lo + hi)
+                if ok(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            result = lo
+        self._capacity[key] = result
+        return result
+
+
+@lru_cache(maxsize=64)
+def cached_model(profile: ServiceProfile, service_scale: float = 1.0) -> CapacityModel:
+    """A shared `CapacityModel` per (profile, scale rounded to 0.1 %), so caches survive ticks."""
+    return CapacityModel(profile, service_scale=round(service_scale, 3))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Online correction of the profile: the real replica serves `service_scale` × slower."""
+
+    service_scale: float = 1.0
+    samples: int = 0
+
+
+CALIBRATION_BOUNDS = (0.5, 3.0)
+
+
+def calibrate(
+    cal: Calibration,
+    profile: ServiceProfile,
+    params: BatchingParams,
+    *,
+    rate_per_replica_rps: float,
+    observed_latency_ms: float,
+    quantile: float,
+    observed_batch_size: float | None = None,
+) -> Calibration:
+    """One EWMA step of the service scale from an observation of the real server (pure).
+
+    The model at the current scale predicts the latency at `quantile` for the observed
+    per-replica rate; the scale moves by the ratio observed/predicted in log space with weight
+    max(1/(samples+1), 0.2), so it converges to the scale at which the model reproduces what
+    TF Serving reports, and is clamped to `CALIBRATION_BOUNDS`. If the model calls the replica
+    overloaded at a rate it serves with finite latency, the scale is too high and is cut. An
+    observed mean batch size, when given, refines the step: at a given rate a slower server
+    forms larger batches.
+    """
+    for name, value in (("rate_per_replica_rps", rate_per_replica_rps), ("observed_latency_ms", observed_latency_ms)):
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{name}: expected a finite value >= 0 (got {value!r})")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile: expected a value in (0, 1) (got {quantile!r})")
+    if observed_batch_size is not None and not (math.isfinite(observed_batch_size) and observed_batch_size >= 1):
+        raise ValueError(f"observed_batch_size: expected a finite value >= 1 (got {observed_batch_size!r})")
+    if observed_latency_ms <= 0.0:
+        return cal
+    model = cached_model(profile, cal.service_scale)
+    predicted = model.latency_quantile_ms(rate_per_replica_rps, params, quantile)
+    log_ratio = math.log(observed_latency_ms / predicted) if math.isfinite(predicted) else math.log(0.8)
+    if observed_batch_size is not None and rate_per_replica_rps > 0.0:
+        predicted_b = model.mean_batch_size(rate_per_replica_rps, params)
+        if observed_batch_size > 1.5 and predicted_b > 1.5:
+            log_ratio = 0.75 * log_ratio + 0.25 * math.log(observed_batch_size / predicted_b)
+    weight = max(1.0 / (cal.samples + 1), 0.2)
+    low, high = CALIBRATION_BOUNDS
+    scale = min(high, max(low, cal.service_scale * math.exp(weight * log_ratio)))
+    return Calibration(scale, cal.samples + 1)

@@ -1,0 +1,330 @@
+"""The replica rules of `decide()`: proposals, panic, scale-in guard, pending pods, HPA behavior, reason.
+
+Split from `core/decide.py` (which owns the tick's inputs, capacity, calibration and batching) so the
+replica arithmetic reads top to bottom in one function, `plan_replicas`, the way Knative's
+`autoscaler.go` reads. Pure: takes the tick's cleaned inputs and a per-replica capacity, returns a
+`Plan` (desired count, the binding constraint, each signal's proposal, the new HPA history, the panic
+state and the human-readable reason that ends up in Kubernetes Events and Grafana).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoscaler.core.hpa import (
+    HpaHistory,
+    normalize_desired_replicas_with_behaviors,
+    store_scale_event,
+)
+from autoscaler.core.state import State
+from autoscaler.core.types import Binding, Forecast, Proposal
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+PANIC_STABLE_WINDOW_S = 60.0  # panic lasts this long after the last over-threshold tick (Knative: stable window)
+MAX_PROPOSAL_REPLICAS = 1_000_000  # proposals from absurd loads saturate here (then [min, max] applies)
+_CEIL_SLACK = 1e-9  # 4.0000000001 replicas of float noise is 4, not 5
+
+
+def ceil_replicas(load_rps: float, per_replica_rps: float) -> int:
+    """Replicas needed for `load_rps` at `per_replica_rps` each; saturates instead of overflowing."""
+    if not load_rps > 0.0:  # also NaN
+        return 0
+    if not per_replica_rps > 0.0:
+        return MAX_PROPOSAL_REPLICAS
+    ratio = load_rps / per_replica_rps
+    if not math.isfinite(ratio) or ratio >= MAX_PROPOSAL_REPLICAS:
+        return MAX_PROPOSAL_REPLICAS
+    return max(1, math.ceil(ratio * (1.0 - _CEIL_SLACK)))
+
+
+def quantile_label(q: float) -> str:
+    """0.99 -> 'p99', 0.999 -> 'p99.9'."""
+    return f"p{q * 100:g}"
+
+
+def fmt_rps(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+@dataclass(frozen=True)
+class ForecastUse:
+    """The forecast as provisioned for: the quantile's peak over [now, now + lead], lo/hi at that step."""
+
+    load_rps: float
+    lo_rps: float | None
+    hi_rps: float | None
+    model: str
+    quantile: float
+    horizon_s: float  # how far ahead the peak was searched (the lead time)
+
+
+def forecast_peak(forecast: Forecast | None, now_s: float, lead_s: float, q: float) -> tuple[ForecastUse | None, str]:
+    """The forecast's q-quantile peak over the lead time, or None and why it cannot be used."""
+    if forecast is None:
+        return None, "no forecast: reactive only"
+    end_s = now_s + max(lead_s, 1e-6)
+    try:
+        with np.errstate(all="ignore"):
+            peak = forecast.peak_over(now_s, end_s, q)
+            if peak is None:
+                return None, (f"forecast ({forecast.model}) does not cover the next {lead_s:.0f} s: reactive only")
+            if not math.isfinite(peak):
+                return None, f"forecast ({forecast.model}) has non-finite values: ignored, reactive only"
+            qs = forecast.quantile(q)  # the same steps as peak_over, to report lo/hi at the peak
+            lo_i = max(0, math.floor((now_s - forecast.origin_s) / forecast.step_s))
+            hi_i = min(forecast.horizon, math.ceil((end_s - forecast.origin_s) / forecast.step_s))
+            i = lo_i + int(np.argmax(qs[lo_i:hi_i]))
+    except (ValueError, ArithmeticError) as exc:
+        return None, f"forecast ({forecast.model}) unusable ({exc}): reactive only"
+    lo = float(forecast.lo[i]) if i < forecast.horizon else math.nan
+    hi = float(forecast.hi[i]) if i < forecast.horizon else math.nan
+    return (
+        ForecastUse(
+            load_rps=peak,
+            lo_rps=lo if math.isfinite(lo) else None,
+            hi_rps=hi if math.isfinite(hi) else None,
+            model=forecast.model,
+            quantile=q,
+            horizon_s=lead_s,
+        ),
+        "",
+    )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One tick's cleaned inputs (None = not available / not usable)."""
+
+    spec: ServingAutoscalerSpec
+    state: State
+    now_s: float
+    current_replicas: int
+    ready_replicas: int
+    pending_replicas: int
+    load_rps: float | None  # observed arrivals (served + rejected), fresh and finite
+    load_note: str  # why load_rps is None
+    burst_rps: float | None
+    forecast: ForecastUse | None
+    lead_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    desired: int
+    binding: Binding
+    reason: str
+    proposals: tuple[Proposal, ...]
+    hpa: HpaHistory
+    panic_trigger_s: float | None  # None = not panicking after this tick
+    panic_max_replicas: int
+    notes: tuple[str, ...]
+
+
+def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
+    """Rules 1-7 of DESIGN.md for one tick, given the per-replica capacity at the SLO."""
+    spec, st, now_s = inp.spec, inp.state, inp.now_s
+    prov = spec.provisioning
+    lo, hi = spec.min_replicas, spec.max_replicas
+    ref = st.last_desired_replicas  # the HPA's "current": what we last asked for
+    load, burst, fc = inp.load_rps, inp.burst_rps, inp.forecast
+    notes: list[str] = []
+
+    usable = max(0.0, capacity_rps * (1.0 - prov.headroom))
+    slo = f"{quantile_label(spec.slo.latency_quantile)} ≤ {spec.slo.latency_ms:g} ms"
+    per = f"{fmt_rps(usable)} rps/replica ({slo}, {prov.headroom:.0%} headroom)"
+    if usable <= 0.0:
+        notes.append(f"capacity at the SLO is 0: even light load misses {slo}; any load proposes the maximum")
+
+    p_fc = ceil_replicas(fc.load_rps, usable) if fc is not None else None
+    p_obs = ceil_replicas(load, usable) if load is not None else None
+    p_burst = ceil_replicas(burst, usable) if burst is not None else None
+
+    # --- burst guard (Knative panic mode) -------------------------------------------------
+    ready = max(1, inp.ready_replicas)
+    panic_limit_rps = prov.panic_threshold * usable * ready
+    over = burst is not None and burst > panic_limit_rps
+    if over:
+        trigger_s: float | None = now_s
+    elif st.panic_last_trigger_s is not None and now_s - st.panic_last_trigger_s < PANIC_STABLE_WINDOW_S:
+        trigger_s = st.panic_last_trigger_s
+    else:
+        trigger_s = None
+    panicking = trigger_s is not None
+    panic_max = st.panic_max_replicas if (panicking and st.panic_last_trigger_s is not None) else 0
+    if over and st.panic_last_trigger_s is None:
+        notes.append(f"panic: entered (burst {fmt_rps(burst or 0.0)} rps > {fmt_rps(panic_limit_rps)} rps)")
+    elif st.panic_last_trigger_s is not None and not panicking:
+        notes.append(f"panic: exited ({PANIC_STABLE_WINDOW_S:g} s without a burst over the threshold)")
+
+    proposals: list[Proposal] = []
+    if fc is not None and p_fc is not None:
+        lead = f"peak {quantile_label(fc.quantile)} over next {inp.lead_s:.0f} s ({fc.model})"
+        proposals.append(Proposal("forecast", p_fc, fc.load_rps, lead))
+    if load is not None and p_obs is not None:
+        proposals.append(Proposal("observed", p_obs, load, "served + rejected, rate window"))
+    if burst is not None and p_burst is not None:
+        state_txt = "over" if over else "under"
+        detail = f"{state_txt} panic threshold {prov.panic_threshold:g}× capacity of {ready} ready pods"
+        proposals.append(Proposal("burst", p_burst, burst, detail))
+
+    # --- the policy's own recommendation: max over signals --------------------------------
+    driver, raw = "", -1
+    for name, value in (("forecast", p_fc), ("observed", p_obs), ("burst", p_burst if panicking else None)):
+        if value is not None and value > raw:
+            driver, raw = name, value
+    driver_text = _driver_text(inp, driver, p_fc, p_obs, p_burst, per, panic_limit_rps)
+    binding = Binding.NONE
+    clause = ""
+    if driver == "observed" and p_fc is not None:
+        binding = Binding.REACTIVE_FLOOR
+    elif driver == "burst":
+        binding = Binding.PANIC
+    target = raw if raw >= 0 else ref
+
+    hold = max(inp.current_replicas, ref)
+    if load is None:  # rule 5: missing data -> hold; forecast/burst may raise, never lower
+        binding = Binding.HOLD_MISSING_DATA
+        target = max(hold, target)
+    elif target < ref:  # rule 4: a scale-in needs the observed load to agree, with tolerance
+        tol = min(max(spec.behavior.scale_down.tolerance, 0.0), 0.99)
+        need_in = min(ref, ceil_replicas(load, usable * (1.0 - tol)))
+        if need_in > target:
+            binding = Binding.SCALE_IN_GUARD
+            alone = f"forecast alone would allow {p_fc}; " if p_fc is not None and p_fc < need_in else ""
+            clause += (
+                f"; {alone}observed {fmt_rps(load)} rps needs {need_in} within the {tol:.0%} "
+                "scale-down tolerance (scale-in needs the observed load to agree)"
+            )
+            target = need_in
+    elif p_fc is not None and p_fc < ref and target == ref and driver == "observed":
+        binding = Binding.SCALE_IN_GUARD
+        clause += f"; forecast alone would scale in to {p_fc}, but the observed load does not agree"
+
+    # --- rule 6: no cascade while our new pods are pending ---------------------------------
+    if target > ref and inp.pending_replicas > 0 and st.last_scale_up_s is not None:
+        load_need = max(p_obs or 0, p_burst or 0)
+        if load_need <= ref:
+            clause += (
+                f"; {inp.pending_replicas} pods from the scale-up to {st.last_scale_up_to_replicas} "
+                f"at t={st.last_scale_up_s:.0f} s are still pending and the observed load fits {ref}: "
+                f"no further scale-up to {target} (no cascade)"
+            )
+            target = ref
+            if binding is not Binding.HOLD_MISSING_DATA:
+                binding = Binding.PENDING_PODS
+
+    # --- rule 7: HPA stabilization and rate policies, [min, max] ----------------------------
+    pre = min(max(target, lo), hi)
+    desired, hpa_reason, history = normalize_desired_replicas_with_behaviors(
+        st.hpa,
+        spec.behavior,
+        current_replicas=ref,
+        prenormalized_desired=pre,
+        min_replicas=lo,
+        max_replicas=hi,
+        now_s=now_s,
+    )
+    new_binding, text = _constraint(spec, hpa_reason, target, pre, desired)
+    if new_binding is not None:
+        clause += text
+        if binding is not Binding.HOLD_MISSING_DATA:
+            binding = new_binding
+
+    # --- safety floors override rate limits: never down on missing data or in panic ---------
+    floor = lo
+    if load is None:
+        floor = max(floor, min(hold, hi))
+    if panicking:
+        floor = max(floor, min(max(ref, panic_max), hi))
+    if desired < floor:
+        clause += f"; kept at {floor} (never scale down {'on missing data' if load is None else 'in panic'})"
+        desired = floor
+        binding = Binding.HOLD_MISSING_DATA if load is None else Binding.PANIC
+    desired = min(max(desired, lo), hi)
+
+    if desired != ref:
+        history = store_scale_event(history, spec.behavior, prev_replicas=ref, new_replicas=desired, now_s=now_s)
+    if desired > ref:
+        verb = f"scale up {ref}→{desired}"
+    elif desired < ref:
+        verb = f"scale down {ref}→{desired}"
+    else:
+        verb = f"hold at {desired}"
+    if inp.current_replicas != ref:
+        verb += f" (Deployment at {inp.current_replicas})"
+    if load is None:
+        raised = f"; {driver_text} raises it" if raw > hold else ""
+        reason = (
+            f"{verb}: observed load unavailable ({inp.load_note}); holding ≥ {min(hold, hi)}, "
+            f"never scaling down on missing data{raised}{clause}"
+        )
+    else:
+        reason = f"{verb}: {driver_text}{clause}"
+    return Plan(
+        desired=desired,
+        binding=binding,
+        reason=reason,
+        proposals=tuple(proposals),
+        hpa=history,
+        panic_trigger_s=trigger_s,
+        panic_max_replicas=max(panic_max, desired) if panicking else 0,
+        notes=tuple(notes),
+    )
+
+
+def _driver_text(
+    inp: Inputs,
+    driver: str,
+    p_fc: int | None,
+    p_obs: int | None,
+    p_burst: int | None,
+    per: str,
+    panic_limit_rps: float,
+) -> str:
+    prov = inp.spec.provisioning
+    if driver == "forecast" and inp.forecast is not None:
+        fc = inp.forecast
+        return (
+            f"forecast {quantile_label(fc.quantile)} {fmt_rps(fc.load_rps)} rps over next "
+            f"{inp.lead_s:.0f} s needs {p_fc} × {per}"
+        )
+    if driver == "observed" and inp.load_rps is not None:
+        suffix = " (no forecast: reactive only)" if inp.forecast is None else ""
+        return f"observed load {fmt_rps(inp.load_rps)} rps needs {p_obs} × {per}{suffix}"
+    if driver == "burst" and inp.burst_rps is not None:
+        return (
+            f"panic: burst {fmt_rps(inp.burst_rps)} rps over {prov.burst_window_s:g} s "
+            f"(threshold {fmt_rps(panic_limit_rps)} rps = {prov.panic_threshold:g}× ready capacity) "
+            f"needs {p_burst} × {per}"
+        )
+    return "no usable load signal"
+
+
+def _constraint(
+    spec: ServingAutoscalerSpec, hpa_reason: str, target: int, pre: int, desired: int
+) -> tuple[Binding | None, str]:
+    """Which of min/max/stabilization/rate policy changed the count, and how to say it."""
+    lo, hi = spec.min_replicas, spec.max_replicas
+    if desired != pre:
+        if hpa_reason == "ScaleUpLimit":
+            return Binding.SCALE_UP_LIMIT, f"; scale-up rate policy allows {desired} now (wants {pre})"
+        if hpa_reason == "ScaleDownLimit":
+            return Binding.SCALE_DOWN_LIMIT, f"; scale-down rate policy allows {desired} now (wants {pre})"
+        if hpa_reason == "TooManyReplicas":
+            return Binding.MAX, f"; capped at max_replicas {hi}"
+        if hpa_reason == "TooFewReplicas":
+            return Binding.MIN, f"; raised to min_replicas {lo}"
+        rules = spec.behavior.scale_down if desired > pre else spec.behavior.scale_up
+        direction = "down" if desired > pre else "up"
+        return Binding.STABILIZATION, (
+            f"; {desired} held by the {rules.stabilization_window_s} s scale-{direction} "
+            f"stabilization window (wants {pre})"
+        )
+    if pre != target:
+        if target > hi:
+            return Binding.MAX, f"; capped at max_replicas {hi} (needs {target})"
+        return Binding.MIN, f"; raised to min_replicas {lo} (needs {target})"
+    return None, ""

@@ -1,0 +1,241 @@
+"""ForecastDriver: the per-target forecasting loop shared by the simulator's predictive policy and the daemon.
+
+Owned here so both shells turn a stream of observed rates into forecasts the same way:
+* observations are averaged into `spec.step_s` buckets on a fixed grid; a bucket with no (or only
+  missing/NaN) observations is *missing* (NaN), never zero (DESIGN.md safety rule 5). Completed buckets
+  are fed to the model with `update()`; a missing bucket advances the state with no correction.
+* warm start from history (`warm_start`), e.g. fetched from Prometheus or the trace before the replay.
+* the model is refitted on the recent `spec.history_s` (missing buckets imputed for the fit only: same
+  phase one season earlier, else linear interpolation); with `spec.model == "auto"` every refit is a
+  re-selection by backtest (auto.select). Refits happen every `refit_interval_s` =
+  max(spec.refit_interval_s, min_refit_interval_s); `min_refit_interval_s` defaults to one season.
+  Why the floor: a seasonal fit costs 0.1-0.3 s (statsmodels' optimiser carries the 1,440 fixed
+  initial seasonal states of a daily season at 60 s), which a weeks-long replay cannot pay hourly, and
+  smoothing constants estimated on four seasons barely move within one. Between refits the state is
+  updated every step and the intervals are recalibrated from the model's own fresh errors every 4 h
+  (base.py), so the forecast adapts within the hour anyway. While the driver runs on the short-history
+  fallback it refits every spec.refit_interval_s (cheap fits), so it switches to a seasonal model as
+  soon as two seasons are there. The daemon may pass min_refit_interval_s=0 and refit in a process pool.
+* `forecast(now_s, horizon_s)` is cached until a new bucket completes, so calling it every decision
+  tick costs a dictionary lookup. Measured (benchmarks/forecast_accuracy.py, `driver_7day_replay`):
+  a 7-day replay at 15 s ticks with the spec defaults (auto, 60 s steps, daily season, 14-day warm
+  start from the 1 s NASA trace) spends ~2 s of CPU in forecasting in total, selection included.
+* with less than two seasons of history the driver forecasts with the short-history model and says so
+  in `Forecast.note`; it returns None only while it has fewer than 10 valid buckets.
+
+Fitted state is plain floats and arrays; `registry.fit_model` is module-level for a process pool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from autoscaler.core.types import FloatArray, Forecast
+from autoscaler.forecast.auto import FALLBACK_MODEL, MIN_POINTS, select
+from autoscaler.forecast.base import ErrorIntervalForecaster, ForecastError
+from autoscaler.forecast.registry import create, fit_model, names
+from autoscaler.spec.types import ForecasterSpec
+
+
+def impute(y: FloatArray, season_length: int) -> FloatArray:
+    """Fill NaN for fitting: same phase one season earlier when known, else linear interpolation."""
+    out = y.copy()
+    nan = np.isnan(out)
+    if not nan.any():
+        return out
+    m = season_length
+    if 1 < m < len(out):
+        idx = np.flatnonzero(nan)
+        idx = idx[idx >= m]
+        out[idx] = out[idx - m]  # may still be NaN when that phase was missing too
+        nan = np.isnan(out)
+    valid = np.flatnonzero(~nan)
+    out[nan] = np.interp(np.flatnonzero(nan), valid, out[valid])
+    return out
+
+
+class ForecastDriver:
+    def __init__(
+        self,
+        spec: ForecasterSpec,
+        *,
+        min_refit_interval_s: float | None = None,
+        selection_horizon_s: float = 300.0,
+    ) -> None:
+        if spec.step_s <= 0 or spec.season_length_s < spec.step_s or spec.history_s < spec.step_s:
+            raise ForecastError(
+                f"forecaster spec: step_s > 0 and season_length_s, history_s >= step_s expected "
+                f"(got step_s={spec.step_s}, season_length_s={spec.season_length_s}, history_s={spec.history_s})"
+            )
+        if spec.model != "auto" and spec.model not in names():
+            raise ForecastError(f"forecaster spec: model {spec.model!r} is unknown (expected auto or {names()})")
+        self.spec = spec
+        self.step_s = float(spec.step_s)
+        self.season_length = max(round(spec.season_length_s / spec.step_s), 1)
+        self.history_len = math.ceil(spec.history_s / spec.step_s)
+        floor_s = float(spec.season_length_s) if min_refit_interval_s is None else min_refit_interval_s
+        self.refit_interval_s = max(float(spec.refit_interval_s), floor_s)
+        self.selection_horizon = max(round(selection_horizon_s / spec.step_s), 1)
+        self._values: list[float] = []  # completed buckets (NaN = missing), oldest first
+        self._grid0: float | None = None  # start time of bucket 0
+        self._n_done = 0  # completed buckets since grid0
+        self._acc_sum = 0.0
+        self._acc_n = 0
+        self._model: ErrorIntervalForecaster | None = None
+        self._fed = 0  # completed buckets the model has seen
+        self._note = ""
+        self._fallback = False
+        self._last_fit_s = -math.inf
+        self._cache: tuple[tuple[int, int, int], Forecast] | None = None
+        self.fit_count = 0
+        self.select_count = 0
+        self.late_observations = 0
+
+    # ---- input ----
+    def warm_start(self, history_rps: FloatArray, end_s: float, *, step_s: float | None = None) -> None:
+        """Seed with per-step history ending at end_s (NaN = missing). A history on a finer grid
+        (`step_s` dividing spec.step_s) is averaged to the spec's step, ignoring NaN."""
+        hist = np.asarray(history_rps, dtype=np.float64)
+        src_step = self.step_s if step_s is None else float(step_s)
+        if hist.ndim != 1 or src_step <= 0:
+            raise ForecastError(f"warm_start: history must be 1-D with step_s > 0 (got {hist.shape}, {src_step})")
+        ratio = self.step_s / src_step
+        if abs(ratio - round(ratio)) > 1e-9 or ratio < 1:
+            raise ForecastError(
+                f"warm_start: history step {src_step:g} s must divide the forecast step {self.step_s:g} s"
+            )
+        r = round(ratio)
+        usable = (len(hist) // r) * r
+        hist = hist[len(hist) - usable :]
+        if r > 1 and usable:
+            blocks = hist.reshape(-1, r)
+            with np.errstate(invalid="ignore"):
+                counts = np.sum(~np.isnan(blocks), axis=1)
+                hist = np.where(counts > 0, np.nansum(blocks, axis=1) / np.maximum(counts, 1), np.nan)
+        hist = np.where(hist >= 0, hist, np.nan)  # negative rates are invalid data
+        self._values = [float(v) for v in hist[-self.history_len :]]
+        self._grid0 = float(end_s) - len(hist) * self.step_s
+        self._n_done = len(hist)
+        self._acc_sum, self._acc_n = 0.0, 0
+        self._model, self._fed, self._cache = None, 0, None
+        self._last_fit_s = -math.inf
+
+    def observe(self, time_s: float, rate_rps: float | None) -> None:
+        """One observed rate (requests/s) at time_s; None or NaN is missing data, never zero."""
+        if self._grid0 is None:
+            self._grid0 = math.floor(time_s / self.step_s) * self.step_s
+        b = math.floor((time_s - self._grid0) / self.step_s)
+        if b < self._n_done:
+            self.late_observations += 1
+            return
+        self._close_until(b)
+        if rate_rps is not None and math.isfinite(rate_rps) and rate_rps >= 0:
+            self._acc_sum += rate_rps
+            self._acc_n += 1
+
+    def _close_until(self, b: int) -> None:
+        """Complete every bucket before index b."""
+        if b <= self._n_done:
+            return
+        self._append(self._acc_sum / self._acc_n if self._acc_n else math.nan)
+        self._acc_sum, self._acc_n = 0.0, 0
+        empty = b - self._n_done
+        if empty > self.history_len:  # a very long silence: keep only what history can hold
+            self._fed = max(self._fed, self._n_done + empty - self.history_len)
+        for _ in range(min(empty, self.history_len)):
+            self._append(math.nan)
+        self._n_done = b
+
+    def _append(self, v: float) -> None:
+        self._values.append(v)
+        self._n_done += 1
+        if len(self._values) > 2 * self.history_len:  # amortised trim
+            del self._values[: len(self._values) - self.history_len]
+
+    # ---- output ----
+    @property
+    def model_name(self) -> str | None:
+        return None if self._model is None else self._model.name
+
+    @property
+    def note(self) -> str:
+        return self._note
+
+    def forecast(self, now_s: float, horizon_s: float) -> Forecast | None:
+        """Forecast from the last completed bucket to now_s + horizon_s; None until enough data."""
+        if self._grid0 is None:
+            return None
+        self._close_until(math.floor((now_s - self._grid0) / self.step_s))
+        interval_s = self.spec.refit_interval_s if self._fallback else self.refit_interval_s
+        if self._model is None or now_s - self._last_fit_s >= interval_s:
+            self._refit(now_s)
+        if self._model is None:
+            return None
+        self._feed()
+        origin_s = self._grid0 + self._n_done * self.step_s
+        # cover now_s + horizon_s wherever now_s falls inside the open bucket: h stays the same for
+        # every tick of one bucket, so the cached forecast is reused until the next bucket completes
+        h = max(math.ceil(horizon_s / self.step_s - 1e-9), 0) + 1
+        key = (self._n_done, h, self.fit_count)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        fc = self._model.predict(h, origin_s=origin_s, level=self.spec.level)
+        note = self._note
+        missing = self._trailing_missing()
+        if missing:
+            note = f"{note}; last {missing} step(s) missing: state carried forward".lstrip("; ")
+        fc = replace(fc, note=note)
+        self._cache = (key, fc)
+        return fc
+
+    def _trailing_missing(self) -> int:
+        n = 0
+        for v in reversed(self._values):
+            if not math.isnan(v):
+                break
+            n += 1
+        return n
+
+    def _feed(self) -> None:
+        assert self._model is not None
+        new = self._n_done - self._fed
+        if new > 0:
+            vals = self._values[len(self._values) - new :] if new <= len(self._values) else self._values
+            self._model.update(np.asarray(vals, dtype=np.float64))
+            self._fed = self._n_done
+
+    def _refit(self, now_s: float) -> None:
+        y = np.asarray(self._values[-self.history_len :], dtype=np.float64)
+        valid = np.flatnonzero(~np.isnan(y))
+        if len(valid) < MIN_POINTS:
+            return
+        y = y[valid[0] :]
+        last = int(np.flatnonzero(~np.isnan(y))[-1])
+        fit_y, trailing = impute(y[: last + 1], self.season_length), y[last + 1 :]
+        if self.spec.model == "auto":
+            sel = select(fit_y, self.step_s, self.season_length, horizon=self.selection_horizon)
+            model, self._note, self._fallback = sel.forecaster, sel.note, sel.fallback
+            self.select_count += 1
+        else:
+            model, self._note, self._fallback = self._fit_named(self.spec.model, fit_y)
+        if len(trailing):
+            model.update(trailing)
+        self._model = model
+        self._fed = self._n_done
+        self._last_fit_s = now_s
+        self.fit_count += 1
+        self._cache = None
+
+    def _fit_named(self, name: str, y: FloatArray) -> tuple[ErrorIntervalForecaster, str, bool]:
+        need = create(name, season_length=self.season_length).min_length()
+        if len(y) >= need:
+            return fit_model(name, y, self.step_s, self.season_length), "", False
+        hours = len(y) * self.step_s / 3600.0
+        note = (
+            f"{name} needs {need} steps ({need * self.step_s / 3600.0:.1f} h) of history, have {hours:.1f} h: "
+            f"using {FALLBACK_MODEL} without seasonality until there is enough"
+        )
+        return fit_model(FALLBACK_MODEL, y, self.step_s, self.season_length), note, True
