@@ -290,3 +290,20 @@ def test_example_hpa_reads_our_decision_with_average_value_one() -> None:
     (m,) = hpa["spec"]["metrics"]
     assert m["type"] == "External" and m["external"]["metric"]["name"] == "tfserving_autoscaler_desired_replicas"
     assert m["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+
+
+def test_daemon_args_are_accepted_by_the_run_command() -> None:
+    """The Deployment's args parse with the real `run` parser (no drift between flags and manifests)."""
+    import argparse
+
+    from autoscaler.commands import run as run_cmd
+
+    dep = next(d for _, d in ALL_OBJECTS if d["kind"] == "Deployment" and d["metadata"]["name"] == "tfs-autoscaler")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "run"
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    run_cmd.register(parser)
+    ns = parser.parse_args(args[1:])
+    ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ns.metrics_port == ports["metrics"] and ns.adapter_port == ports["adapter"]
+    assert ns.keda_port == ports["keda-grpc"] and ns.leader_elect is True

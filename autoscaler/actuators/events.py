@@ -1,0 +1,113 @@
+"""Kubernetes Events (core/v1) for every actuation and refusal, so `kubectl describe` explains us.
+
+`involvedObject` is the target Deployment, `reason` a CamelCase verb (ScaledUp, ScaledDown,
+BatchingRollout, RefusedHPAOwned, RefusedBatchingRollout, SpecInvalid, ActuationFailed) and
+`message` the decision's reason. Timestamps come from the caller's `now_s` (the injected clock).
+Identical (object, reason, message) Events are suppressed for `dedupe_window_s`, as kubectl users
+expect one Event per situation rather than one per tick. Emitting never raises: a failed Event
+is logged and counted, it must not break a scale-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kubernetes import client as k8s
+
+from autoscaler.actuators.retry import Backoff, Sleep, call_with_backoff
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "tfserving-autoscaler"
+
+# reasons (CamelCase, like the Kubernetes controllers)
+SCALED_UP = "ScaledUp"
+SCALED_DOWN = "ScaledDown"
+BATCHING_ROLLOUT = "BatchingRollout"
+REFUSED_HPA_OWNED = "RefusedHPAOwned"
+REFUSED_BATCHING = "RefusedBatchingRollout"
+SPEC_INVALID = "SpecInvalid"
+ACTUATION_FAILED = "ActuationFailed"
+
+
+@dataclass(frozen=True)
+class InvolvedObject:
+    namespace: str
+    name: str
+    kind: str = "Deployment"
+    api_version: str = "apps/v1"
+    uid: str | None = None
+
+
+class EventRecorder:
+    """Creates core/v1 Events; thread-safe; never raises."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        instance: str = "",
+        dedupe_window_s: float = 300.0,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self._core = k8s.CoreV1Api(api_client)
+        self._instance = instance
+        self._dedupe_window_s = dedupe_window_s
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._last: dict[tuple[str, str, str, str, str], float] = {}
+        self.failures = 0
+
+    def emit(
+        self,
+        obj: InvolvedObject,
+        reason: str,
+        message: str,
+        *,
+        now_s: float,
+        warning: bool = False,
+    ) -> bool:
+        """Create the Event; returns True if one was written (False if suppressed or failed)."""
+        key = (obj.kind, obj.namespace, obj.name, reason, message)
+        with self._lock:
+            last_s = self._last.get(key)
+            if last_s is not None and now_s - last_s < self._dedupe_window_s:
+                return False
+            self._last[key] = now_s
+            self._seq += 1
+            seq = self._seq
+        ts = datetime.fromtimestamp(now_s, tz=UTC)
+        name = f"{obj.name}.{int(now_s * 1000):x}{seq:04x}"
+        body = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(name=name, namespace=obj.namespace),
+            involved_object=k8s.V1ObjectReference(
+                api_version=obj.api_version, kind=obj.kind, name=obj.name, namespace=obj.namespace, uid=obj.uid
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=k8s.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=self._instance or COMPONENT,
+            first_timestamp=ts,
+            last_timestamp=ts,
+            count=1,
+        )
+        try:
+            call_with_backoff(
+                lambda: self._core.create_namespaced_event(obj.namespace, body),
+                backoff=Backoff(attempts=3),
+                sleep=self._sleep,
+            )
+        except Exception as exc:  # never raise: an Event must not break actuation
+            self.failures += 1
+            log.warning(
+                "could not create Event",
+                extra={"target": f"{obj.namespace}/{obj.name}", "reason": reason, "error": str(exc)[:200]},
+            )
+            return False
+        return True

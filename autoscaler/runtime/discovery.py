@@ -1,0 +1,68 @@
+"""Direct-scrape fallback for clusters without Prometheus: find each target's TF Serving pods.
+
+`PodDiscoveringSource` wraps the `ScrapeSource`: before every observation (already in a worker
+thread) it reads the Deployment's `spec.selector.matchLabels`, lists the pods with that selector
+and points the scraper at `http://<podIP>:<restPort>` of every Running pod that has an IP. Pods
+that are gone are forgotten by the scraper. Lives in the runtime because it needs the Kubernetes
+client; the scraper itself (sources/) stays client-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from kubernetes import client as k8s
+
+from autoscaler.core.store import PodSignals
+from autoscaler.core.types import Observation, TargetKey
+from autoscaler.sources.scrape import ScrapeSource
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+log = logging.getLogger(__name__)
+
+
+def _selector(match_labels: dict[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((match_labels or {}).items()))
+
+
+class PodDiscoveringSource:
+    """MetricSource + PodMetricSource: pod discovery via the API server, then a direct scrape."""
+
+    def __init__(self, api_client: k8s.ApiClient, scrape: ScrapeSource) -> None:
+        self._apps = k8s.AppsV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self.scrape = scrape
+
+    def endpoints(self, spec: ServingAutoscalerSpec) -> dict[str, str]:
+        t = spec.target
+        dep = self._apps.read_namespaced_deployment(t.deployment, t.namespace)
+        labels = dep.spec.selector.match_labels if dep.spec is not None and dep.spec.selector else None
+        selector = _selector(labels)
+        if not selector:
+            raise ValueError(f"{t.namespace}/{t.deployment}: Deployment has no matchLabels selector")
+        pods = self._core.list_namespaced_pod(t.namespace, label_selector=selector)
+        out: dict[str, str] = {}
+        for pod in pods.items or ():
+            st, meta = pod.status, pod.metadata
+            if st is None or meta is None or st.phase != "Running" or not st.pod_ip or meta.deletion_timestamp:
+                continue
+            out[str(meta.name)] = f"http://{st.pod_ip}:{t.rest_port}"
+        return out
+
+    def observe(self, targets: Sequence[ServingAutoscalerSpec], now_s: float) -> dict[TargetKey, Observation]:
+        for spec in targets:
+            key = TargetKey(spec.target.namespace, spec.target.deployment)
+            try:
+                self.scrape.set_endpoints(key, self.endpoints(spec))
+            except Exception as exc:  # keep the last known pods; the scrape reports what fails
+                log.warning("pod discovery failed", extra={"target": str(key), "error": str(exc)[:200]})
+        return self.scrape.observe(targets, now_s)
+
+    def observe_pods(
+        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
+    ) -> dict[TargetKey, tuple[PodSignals, ...]]:
+        return self.scrape.observe_pods(targets, now_s)
+
+    def close(self) -> None:
+        self.scrape.close()

@@ -1,0 +1,73 @@
+"""Building the daemon's Kubernetes pieces: API client, Events, actuator, Lease elector, CRD lister.
+
+Lives in the runtime because only `actuators/` and `runtime/` may import the `kubernetes` client
+(DESIGN.md layering); the `run` command calls `build_kube_parts()` and never touches the client.
+Config: an explicit kubeconfig, else in-cluster (service account), else the default kubeconfig.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from autoscaler.actuators.events import EventRecorder
+from autoscaler.actuators.kube import KubernetesActuator
+from autoscaler.runtime.clock import Clock
+from autoscaler.runtime.leader import LeaderConfig, LeaseElector
+from autoscaler.runtime.specwatch import CrdLister, crd_lister
+
+log = logging.getLogger(__name__)
+
+
+def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    api: k8s.ApiClient
+    if kubeconfig:
+        api = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return api
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        log.info("using in-cluster Kubernetes config")
+        return k8s.ApiClient()
+    except k8s_config.ConfigException:
+        api = k8s_config.new_client_from_config()  # type: ignore[no-untyped-call]
+        return api
+
+
+@dataclass
+class KubeParts:
+    api_client: k8s.ApiClient
+    events: EventRecorder
+    actuator: KubernetesActuator
+    elector: LeaseElector | None
+    list_crs: CrdLister
+
+    def is_leader(self) -> Callable[[], bool]:
+        elector = self.elector
+        return elector.is_leader if elector is not None else (lambda: True)
+
+
+def build_kube_parts(
+    clock: Clock,
+    *,
+    kubeconfig: str | None,
+    identity: str,
+    leader: LeaderConfig | None,
+    api_client: k8s.ApiClient | None = None,
+) -> KubeParts:
+    """The actuator writes only while `is_leader()` holds (always, without leader election)."""
+    api = api_client if api_client is not None else load_api_client(kubeconfig)
+    events = EventRecorder(api, instance=identity)
+    elector = LeaseElector(api, leader, clock) if leader is not None else None
+    may_write: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
+    actuator = KubernetesActuator(api, events=events, may_write=may_write)
+    return KubeParts(api, events, actuator, elector, crd_lister(api))
+
+
+def read_configmap_data(api_client: k8s.ApiClient, namespace: str, name: str) -> dict[str, str]:
+    """A ConfigMap's `data` (e.g. kube-system/extension-apiserver-authentication for the adapter)."""
+    cm = k8s.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+    return dict(cm.data or {})

@@ -1,0 +1,289 @@
+"""The control loop: every tick, observe all targets, forecast, decide, publish, actuate, record.
+
+Owns the per-target runtime memory (the core's frozen `State`, the forecast driver, the last
+forecast to score) and the order of one tick. Blocking work runs in worker threads so the event
+loop keeps serving /metrics and the adapter: the batched source query, reading replica counts,
+forecasting (statsmodels refits happen inside the driver on its own slower cadence) and the
+actuator's API calls. `decide()` itself is pure and fast and runs inline, timed for the
+decision-latency histogram. Only the leader actuates; standbys compute the same decisions in
+shadow and publish them to the DecisionStore (the adapter serves them either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Protocol
+
+from autoscaler.actuators.base import ActuationResult, Actuator, BatchingOutcome, ScaleOutcome, standby_result
+from autoscaler.core.decide import State, decide
+from autoscaler.core.types import Decision, FloatArray, Forecast, Observation, Signal, SignalStatus, TargetKey
+from autoscaler.runtime.clock import Clock, sleep_or_stop
+from autoscaler.runtime.records import DecisionLog, decision_dict, record
+from autoscaler.runtime.telemetry import Telemetry
+from autoscaler.sources.base import MetricSource, PodMetricSource
+from autoscaler.spec.types import Mode, ServingAutoscalerSpec
+
+log = logging.getLogger(__name__)
+
+
+class ForecastLike(Protocol):
+    """What the loop needs from `forecast.driver.ForecastDriver`."""
+
+    def warm_start(self, history_rps: FloatArray, end_s: float) -> None: ...
+
+    def observe(self, time_s: float, rate_rps: float | None) -> None: ...
+
+    def forecast(self, now_s: float, horizon_s: float) -> Forecast | None: ...
+
+
+ForecasterFactory = Callable[[ServingAutoscalerSpec], ForecastLike | None]
+# (spec, now_s) -> requests/s per forecaster step ending at now_s (NaN = no data); raises on failure
+HistoryFetcher = Callable[[ServingAutoscalerSpec, float], FloatArray]
+
+
+def key_of(spec: ServingAutoscalerSpec) -> TargetKey:
+    return TargetKey(spec.target.namespace, spec.target.deployment)
+
+
+@dataclass
+class _Target:
+    spec: ServingAutoscalerSpec
+    state: State | None = None
+    driver: ForecastLike | None = None
+    scored: tuple[float, float] | None = None  # (end of the forecast's first step, its mean rps)
+    warmed: bool = False  # history fetched into the forecaster (or tried)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """One target's outcome of one tick (for the demo's table and for tests)."""
+
+    spec: ServingAutoscalerSpec
+    observation: Observation
+    decision: Decision
+    actuation: ActuationResult
+    leader: bool
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    failed_ticks: int = 0
+    history: list[TickResult] = field(default_factory=list)
+
+
+def _error_observation(now_s: float, detail: str) -> Observation:
+    return Observation(time_s=now_s, request_rate_rps=Signal.missing(SignalStatus.ERROR, detail))
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        source: MetricSource,
+        actuator: Actuator,
+        telemetry: Telemetry,
+        is_leader: Callable[[], bool] = lambda: True,
+        forecaster_factory: ForecasterFactory | None = None,
+        period_s: float | None = None,
+        keep_history: bool = False,
+        before_tick: Callable[[], None] | None = None,
+        history: HistoryFetcher | None = None,
+    ) -> None:
+        self.clock = clock
+        self.source = source
+        self.actuator = actuator
+        self.telemetry = telemetry
+        self.store = telemetry.store
+        self.is_leader = is_leader
+        self._factory = forecaster_factory
+        self._period_s = period_s
+        self._targets: dict[TargetKey, _Target] = {}
+        self._records = DecisionLog()
+        self._keep_history = keep_history
+        self.stats = LoopStats()
+        self._before_tick = before_tick
+        self._history = history
+
+    # ------------------------------------------------------------------ specs
+    def set_specs(self, specs: Sequence[ServingAutoscalerSpec]) -> None:
+        """Replace the set of targets. Unchanged targets keep their State and forecaster."""
+        new: dict[TargetKey, _Target] = {}
+        for spec in specs:
+            key = key_of(spec)
+            old = self._targets.get(key)
+            if old is None:
+                new[key] = _Target(spec, driver=self._factory(spec) if self._factory else None)
+                log.info("target added", extra={"target": str(key), "spec": spec.name, "mode": spec.mode.value})
+                continue
+            driver = old.driver
+            if old.spec.forecaster != spec.forecaster and self._factory is not None:
+                driver = self._factory(spec)
+            if old.spec != spec:
+                log.info("target spec updated", extra={"target": str(key), "spec": spec.name})
+            new[key] = _Target(spec, old.state, driver, old.scored, old.warmed and driver is old.driver)
+        for key in self._targets.keys() - new.keys():
+            self.store.remove(key)
+            log.info("target removed", extra={"target": str(key)})
+        self._targets = new
+
+    @property
+    def specs(self) -> list[ServingAutoscalerSpec]:
+        return [t.spec for t in self._targets.values()]
+
+    def period_s(self) -> float:
+        if self._period_s is not None:
+            return self._period_s
+        periods = [t.spec.provisioning.decision_period_s for t in self._targets.values()]
+        return min(periods) if periods else 15.0
+
+    # ------------------------------------------------------------------ one tick
+    async def tick(self) -> list[TickResult]:
+        if self._before_tick is not None:
+            self._before_tick()
+        now_s = self.clock.now_s()
+        targets = list(self._targets.items())
+        if not targets:
+            self.telemetry.ready = True
+            return []
+        specs = [t.spec for _, t in targets]
+        try:
+            observations = await asyncio.to_thread(self.source.observe, specs, now_s)
+        except Exception as exc:
+            detail = f"source failed: {type(exc).__name__}: {str(exc)[:200]}"
+            log.error(detail)
+            observations = {}
+        if isinstance(self.source, PodMetricSource):
+            try:
+                pods = await asyncio.to_thread(self.source.observe_pods, specs, now_s)
+                for key, ps in pods.items():
+                    t = self._targets.get(key)
+                    if t is not None:
+                        self.store.put_pods(key, t.spec.target.model_name, ps)
+            except Exception as exc:
+                log.warning("pod signals failed", extra={"error": str(exc)[:200]})
+        out: list[TickResult] = []
+        ok = True
+        for key, t in targets:
+            try:
+                obs = observations.get(key) or _error_observation(now_s, "no observation returned")
+                out.append(await self._one(key, t, obs, now_s))
+            except Exception:
+                ok = False
+                log.exception("tick failed for target", extra={"target": str(key)})
+        self.stats.ticks += 1
+        self.telemetry.ticks.labels("ok" if ok else "error").inc()
+        self.telemetry.leader.set(1 if self.is_leader() else 0)
+        if ok:
+            self.telemetry.ready = True
+        else:
+            self.stats.failed_ticks += 1
+        if self._keep_history:
+            self.stats.history.extend(out)
+        return out
+
+    async def _one(self, key: TargetKey, t: _Target, obs: Observation, now_s: float) -> TickResult:
+        spec = t.spec
+        status = await asyncio.to_thread(self.actuator.read_replicas, spec)
+        if status is not None:
+            obs = replace(
+                obs,
+                current_replicas=status.current_replicas,
+                ready_replicas=status.ready_replicas,
+                pending_replicas=status.pending_replicas,
+            )
+        self._count_source_errors(key, obs)
+        rate = obs.arrival_rps.value if obs.arrival_rps.ok else None
+        self._score_forecast(key, t, rate, now_s)
+        fc: Forecast | None = None
+        if t.driver is not None and not t.warmed and self._history is not None:
+            t.warmed = True
+            await asyncio.to_thread(self._warm_start, spec, t.driver, now_s)
+        if t.driver is not None:
+            driver = t.driver
+            horizon_s = spec.lead_time_s + spec.provisioning.decision_period_s
+            try:
+                fc = await asyncio.to_thread(self._forecast, driver, now_s, rate, horizon_s)
+            except Exception as exc:
+                log.warning("forecast failed", extra={"target": str(key), "error": str(exc)[:200]})
+        if t.state is None:
+            t.state = State.initial(spec, now_s, obs.current_replicas if obs.current_replicas is not None else 1)
+        prev_state = t.state
+        started = self.clock.monotonic_s()
+        decision, new_state = decide(spec, prev_state, obs, fc, now_s=now_s, target=key)
+        self.telemetry.decision_latency.observe(max(0.0, self.clock.monotonic_s() - started))
+        self.store.put_decision(key, spec.target.model_name, decision, obs, labels={"model": spec.target.model_name})
+        leader = self.is_leader()
+        if leader:
+            result = await asyncio.to_thread(self.actuator.apply, spec, decision)
+        else:
+            result = standby_result(spec, decision)
+        if (
+            decision.batching_changed
+            and result.batching not in (BatchingOutcome.ROLLED_OUT, BatchingOutcome.ALREADY_APPLIED)
+            and spec.mode is not Mode.PREVIEW
+        ):  # the pods still run the old parameters: do not pretend otherwise
+            new_state = replace(new_state, batching=prev_state.batching, last_rollout_s=prev_state.last_rollout_s)
+        t.state = new_state
+        if fc is not None and fc.horizon > 0:
+            t.scored = (fc.origin_s + fc.step_s, float(fc.mean[0]))
+        self._count_actuation(key, result)
+        doc = record(decision, result, leader=leader)
+        log.info(
+            "decision",
+            extra={"target": str(key), "decision": decision_dict(decision), "actuation": result.as_dict()},
+        )
+        if spec.outputs.decisions_path:
+            await asyncio.to_thread(self._records.append, spec.outputs.decisions_path, doc)
+        return TickResult(spec, obs, decision, result, leader)
+
+    def _warm_start(self, spec: ServingAutoscalerSpec, driver: ForecastLike, now_s: float) -> None:
+        assert self._history is not None
+        try:
+            history = self._history(spec, now_s)
+            driver.warm_start(history, now_s)
+            log.info("forecaster warm-started", extra={"target": str(key_of(spec)), "points": len(history)})
+        except Exception as exc:  # start cold rather than fail the tick
+            log.warning("no history for warm start", extra={"target": str(key_of(spec)), "error": str(exc)[:200]})
+
+    @staticmethod
+    def _forecast(driver: ForecastLike, now_s: float, rate: float | None, horizon_s: float) -> Forecast | None:
+        driver.observe(now_s, rate)
+        return driver.forecast(now_s, horizon_s)
+
+    def _score_forecast(self, key: TargetKey, t: _Target, rate: float | None, now_s: float) -> None:
+        if t.scored is None or rate is None or now_s < t.scored[0]:
+            return
+        if rate > 0:
+            self.telemetry.forecast_error.labels(*self.telemetry.labels(key)).set(abs(t.scored[1] - rate) / rate)
+        t.scored = None
+
+    def _count_source_errors(self, key: TargetKey, obs: Observation) -> None:
+        for f in fields(obs):
+            sig = getattr(obs, f.name)
+            if isinstance(sig, Signal) and not sig.ok and f.name != "gpu_util":
+                self.telemetry.source_errors.labels(*self.telemetry.labels(key), f.name, sig.status.value).inc()
+
+    def _count_actuation(self, key: TargetKey, result: ActuationResult) -> None:
+        lv = self.telemetry.labels(key)
+        self.telemetry.actuations.labels(*lv, "scale", result.scale.value).inc()
+        self.telemetry.actuations.labels(*lv, "batching", result.batching.value).inc()
+        self.telemetry.rollout_pending.labels(*lv).set(1 if result.batching is BatchingOutcome.ROLLED_OUT else 0)
+        if result.scale is ScaleOutcome.FAILED:
+            log.error("actuation failed", extra={"target": str(key), "message": result.message})
+
+    # ------------------------------------------------------------------ the root task
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every period until `stop`; a tick in progress always finishes (graceful shutdown)."""
+        while not stop.is_set():
+            started = self.clock.monotonic_s()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("tick failed")
+            delay_s = self.period_s() - (self.clock.monotonic_s() - started)
+            await sleep_or_stop(self.clock, max(0.0, delay_s), stop)
