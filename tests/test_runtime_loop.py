@@ -95,9 +95,25 @@ async def test_tick_publishes_records_logs_and_serves_metrics(
     finally:
         await runner.cleanup()
     want = r.decision.desired_replicas
-    assert f'tfserving_autoscaler_desired_replicas{{deployment="resnet",namespace="ml"}} {want:.1f}' in text
-    assert 'tfserving_autoscaler_observed_requests_per_second{deployment="resnet",namespace="ml"} 9000.0' in text
+    assert (
+        f'tfserving_autoscaler_desired_replicas{{deployment="resnet",model="resnet",namespace="ml"}} {want:.1f}' in text
+    )
+    assert (
+        'tfserving_autoscaler_observed_requests_per_second{deployment="resnet",model="resnet",namespace="ml"} 9000.0'
+        in text
+    )
     assert "tfserving_autoscaler_decision_info{" in text and f'binding="{r.decision.binding.value}"' in text
+    # the Deployment's pod-template labels reach the store, so the adapter can match the HPA's
+    # Pods-metric labelSelector (the scale target's selector) against this target's pods
+    rec = loop.store.get(TargetKey("ml", "resnet"))
+    assert rec is not None and rec.labels.get("app") == "resnet" and rec.labels["model"] == "resnet"
+    labels = '{deployment="resnet",model="resnet",namespace="ml"}'
+    assert f"tfserving_autoscaler_slo_latency_milliseconds{labels} {100.0:.1f}" in text
+    assert f"tfserving_autoscaler_slo_attainment_goal_ratio{labels} {0.999}" in text
+    # the info metric's reason label is a template: numbers replaced, so its cardinality is bounded
+    (info,) = [ln for ln in text.splitlines() if ln.startswith("tfserving_autoscaler_decision_info{")]
+    reason = info.split('reason="', 1)[1].split('"', 1)[0]
+    assert reason and not any(ch.isdigit() for ch in reason)
     assert "tfserving_autoscaler_decision_duration_seconds_count 1.0" in text
     assert (
         'tfserving_autoscaler_actuations_total{deployment="resnet",kind="scale",namespace="ml",result="scaled"} 1.0'
@@ -198,4 +214,7 @@ async def test_history_warm_start_gives_a_forecast_on_the_first_tick(kmock: Vers
     text = loop.telemetry.render().decode()
     ape = [ln for ln in text.splitlines() if ln.startswith("tfserving_autoscaler_forecast_absolute_percentage_error{")]
     assert len(ape) == 1 and 0.0 <= float(ape[0].split()[-1]) < 1.0
-    assert 'tfserving_autoscaler_forecast_upper_requests_per_second{deployment="resnet",namespace="ml"}' in text
+    assert (
+        'tfserving_autoscaler_forecast_upper_requests_per_second{deployment="resnet",model="resnet",namespace="ml"}'
+        in text
+    )

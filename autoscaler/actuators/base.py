@@ -9,7 +9,7 @@ demo's local-cluster actuator implements the same protocol without a cluster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -75,6 +75,8 @@ class ReplicaStatus:
     current_replicas: int  # spec.replicas
     ready_replicas: int
     pending_replicas: int  # created but not ready
+    # the pod template's labels: the adapter matches the HPA's Pods-metric labelSelector against them
+    pod_labels: dict[str, str] = field(default_factory=dict)
 
 
 class Actuator(Protocol):

@@ -83,7 +83,11 @@ class ScaleWriter:
         st = dep.status
         ready = int(st.ready_replicas or 0) if st is not None else 0
         total = int(st.replicas or 0) if st is not None else 0
-        return ReplicaStatus(current_replicas=current, ready_replicas=ready, pending_replicas=max(0, total - ready))
+        tmpl = dep.spec.template if dep.spec is not None else None
+        labels = dict(tmpl.metadata.labels or {}) if tmpl is not None and tmpl.metadata is not None else {}
+        return ReplicaStatus(
+            current_replicas=current, ready_replicas=ready, pending_replicas=max(0, total - ready), pod_labels=labels
+        )
 
     def refuse_if_hpa_owned(self, spec: ServingAutoscalerSpec, decision: Decision) -> ActuationResult | None:
         t = spec.target

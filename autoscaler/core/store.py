@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from autoscaler.core.types import Decision, Observation, TargetKey
+from autoscaler.spec.types import SLO
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class TargetRecord:
     last_attempt: Decision | None = None  # the most recent decision, valid or not
     observation: Observation | None = None
     pods: tuple[PodSignals, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)  # e.g. {"model": "resnet"} for selectors
+    labels: dict[str, str] = field(default_factory=dict)  # pod-template labels + {"model": ...} for selectors
+    slo: SLO | None = None  # the target's SLO (for the SLO gauges on /metrics)
 
 
 class DecisionStore:
@@ -55,6 +57,7 @@ class DecisionStore:
         decision: Decision,
         observation: Observation | None = None,
         labels: dict[str, str] | None = None,
+        slo: SLO | None = None,
     ) -> TargetRecord:
         """Record a decision. An invalid decision never replaces the last valid one."""
         with self._lock:
@@ -67,6 +70,7 @@ class DecisionStore:
                 observation=observation if observation is not None else old.observation,
                 pods=old.pods,
                 labels=dict(labels) if labels is not None else old.labels,
+                slo=slo if slo is not None else old.slo,
             )
             self._records[target] = rec
             self._version += 1
@@ -83,6 +87,7 @@ class DecisionStore:
                 observation=old.observation,
                 pods=pods,
                 labels=old.labels,
+                slo=old.slo,
             )
             self._version += 1
 

@@ -34,3 +34,5 @@ FORECAST_ABS_ERROR = f"{PREFIX}_forecast_absolute_percentage_error"  # |forecast
 IS_LEADER = f"{PREFIX}_leader"  # 1 on the leader, 0 on standbys
 ACTUATIONS = f"{PREFIX}_actuations_total"  # counter; labels: kind (scale|batching), result
 BATCHING_ROLLOUT_PENDING = f"{PREFIX}_batching_rollout_pending"  # 1 while a rollout is in progress
+SPEC_ERRORS = f"{PREFIX}_spec_errors"  # 1 while a spec source (file or custom resource) is invalid
+TICKS = f"{PREFIX}_ticks_total"  # counter of control-loop ticks; label: result

@@ -216,7 +216,14 @@ class ControlLoop:
         started = self.clock.monotonic_s()
         decision, new_state = decide(spec, prev_state, obs, fc, now_s=now_s, target=key)
         self.telemetry.decision_latency.observe(max(0.0, self.clock.monotonic_s() - started))
-        self.store.put_decision(key, spec.target.model_name, decision, obs, labels={"model": spec.target.model_name})
+        self.store.put_decision(
+            key,
+            spec.target.model_name,
+            decision,
+            obs,
+            labels={**status.pod_labels, "model": spec.target.model_name} if status is not None else None,
+            slo=spec.slo,
+        )
         leader = self.is_leader()
         if leader:
             result = await asyncio.to_thread(self.actuator.apply, spec, decision)

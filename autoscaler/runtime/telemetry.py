@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -25,11 +26,17 @@ from autoscaler.core.types import TargetKey
 
 log = logging.getLogger(__name__)
 
-# Not (yet) in core/telemetry_names.py; see docs/daemon.md.
-SPEC_ERRORS = f"{n.PREFIX}_spec_errors"  # gauge: 1 while a spec source (file/CR) is invalid
-TICKS = f"{n.PREFIX}_ticks_total"
+SPEC_ERRORS = n.SPEC_ERRORS
+TICKS = n.TICKS
 
 _LABELS = ("namespace", "deployment")
+_TARGET_LABELS = ("namespace", "deployment", "model")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def reason_template(reason: str) -> str:
+    """The reason with its numbers replaced by '#': a bounded label value (a fixed set of templates)."""
+    return _NUMBER.sub("#", reason)[:160]
 
 
 class StoreCollector(Collector):
@@ -40,7 +47,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
         def fam(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=(*_LABELS, *extra))
+            return GaugeMetricFamily(name, doc, labels=(*_TARGET_LABELS, *extra))
 
         f = {
             "desired": fam(n.DESIRED_REPLICAS, "Desired replicas (the last valid decision)."),
@@ -58,11 +65,14 @@ class StoreCollector(Collector):
             "beq": fam(n.BATCH_MAX_ENQUEUED, "Chosen TF Serving max_enqueued_batches."),
             "valid": fam(n.DECISION_VALID, "1 if the most recent decision was valid, else 0."),
             "ts": fam(n.DECISION_TIMESTAMP, "Time of the most recent decision, Unix seconds."),
+            "slo_ms": fam(n.SLO_LATENCY_MS, "The spec's SLO latency, milliseconds."),
+            "att": fam(n.SLO_ATTAINMENT, "Observed fraction of requests within the SLO latency."),
+            "goal": fam(n.SLO_ATTAINMENT_GOAL, "The spec's SLO attainment goal."),
         }
         info = InfoMetricFamily(
             n.DECISION_INFO.removesuffix("_info"),
             "The binding constraint and reason of the last decision.",
-            labels=(*_LABELS, "model", "binding", "reason", "forecast_model"),
+            labels=(*_TARGET_LABELS, "binding", "reason", "forecast_model"),
         )
 
         def add(key: str, labels: list[str], value: float | int | None) -> None:
@@ -70,7 +80,10 @@ class StoreCollector(Collector):
                 f[key].add_metric(labels, float(value))
 
         for rec in self._store.snapshot():
-            lv = [rec.target.namespace, rec.target.deployment]
+            lv = [rec.target.namespace, rec.target.deployment, rec.model_name]
+            if rec.slo is not None:
+                add("slo_ms", lv, rec.slo.latency_ms)
+                add("goal", lv, rec.slo.attainment)
             d, last, obs = rec.decision, rec.last_attempt, rec.observation
             if d is not None:
                 add("desired", lv, d.desired_replicas)
@@ -89,9 +102,8 @@ class StoreCollector(Collector):
                 info.add_metric(
                     lv,
                     {
-                        "model": rec.model_name,
                         "binding": last.binding.value,
-                        "reason": last.reason[:200],
+                        "reason": reason_template(last.reason),
                         "forecast_model": last.forecast_model or "",
                     },
                 )
@@ -99,6 +111,7 @@ class StoreCollector(Collector):
                 add("current", lv, obs.current_replicas)
                 add("ready", lv, obs.ready_replicas)
                 add("lat", lv, obs.latency_ms.value)
+                add("att", lv, obs.slo_attainment.value)
         yield from f.values()
         yield info
 
