@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,22 +43,28 @@ def is_current(out_dir: Path = GENERATED_DIR, proto_file: Path = PROTO_FILE) -> 
 
 
 def generate(out_dir: Path = GENERATED_DIR, proto_file: Path = PROTO_FILE) -> None:
-    """Run protoc (grpcio-tools) and install the result atomically into `out_dir`."""
-    from grpc_tools import protoc  # build-time dependency only
+    """Run protoc (grpcio-tools) and install the result atomically into `out_dir`.
 
+    protoc runs in a child process: grpc_tools links its own protobuf runtime, and running it inside
+    a process that already loaded another one (TensorFlow's, with the `[tfserving]` extra) crashes.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".gen-") as tmp:
-        rc = protoc.main(
-            [
-                "grpc_tools.protoc",
-                f"-I{proto_file.parent}",
-                f"--python_out={tmp}",
-                f"--grpc_python_out={tmp}",
-                str(proto_file),
-            ]
-        )
-        if rc != 0:
-            raise RuntimeError(f"protoc failed ({rc}) compiling {proto_file}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto_file.parent}",
+            f"--python_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            str(proto_file),
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(
+                f"protoc failed ({res.returncode}) compiling {proto_file}: {res.stderr.strip()[-500:]} "
+                "(is grpcio-tools installed? it is a build-time dependency)"
+            )
         grpc_mod = Path(tmp) / f"{PROTO_NAME}_pb2_grpc.py"
         # protoc emits a top-level import; make it package-relative.
         text = grpc_mod.read_text()
