@@ -211,7 +211,7 @@ class ScrapeSource:
             time_s=now_s,
             request_rate_rps=Signal.of(ok, f"direct scrape of {len(wins)} pods{note}"),
             burst_rate_rps=Signal.of(burst, f"direct scrape, {spec.provisioning.burst_window_s:g}s window"),
-            error_rate_rps=Signal.of(total - ok - rejected),
+            error_rate_rps=Signal.of(max(0.0, total - ok - rejected)),  # no float residue below 0
             rejected_rps=Signal.of(rejected),
             latency_ms=_nan_is_missing(lat_us / 1e3, "no successful request in the window"),
             slo_attainment=_nan_is_missing(within, "no successful request in the window"),
