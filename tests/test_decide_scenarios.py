@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from autoscaler.core.capacity import CapacityModel
-from autoscaler.core.decide import PANIC_STABLE_WINDOW_S, State, decide
+from autoscaler.core.decide import PANIC_STABLE_WINDOW_S, State, decide, panic_stable_window_s
 from autoscaler.core.store import DecisionStore
 from autoscaler.core.types import (
     Binding,
@@ -307,6 +307,26 @@ def test_calibration_from_observed_latency_lowers_capacity_and_raises_replicas()
         o = dataclasses.replace(obs(t, need(3), current=4), latency_ms=Signal.of(95.0))
         d, state = decide(SPEC, state, o, None, now_s=t, target=TargetKey("other", "name"))
     assert d.target == TargetKey("other", "name")
-    assert state.calibration.samples == 12 and state.calibration.service_scale > 1.0
+    # the first tick has no previous count; the next 3 (metrics lag 30 s + one 15 s period) let the window settle
+    assert state.calibration.samples == 8 and state.calibration.service_scale > 1.0
     assert d.capacity_rps is not None and d.capacity_rps < 0.9 * CAPACITY_RPS
     assert d.desired_replicas > 3
+
+
+def test_panic_hold_is_six_burst_windows() -> None:
+    """The panic (never scale down) hold is derived from the burst window: 6 × 2 s = 12 s here,
+    60 s for the default 10 s window."""
+    assert panic_stable_window_s(SPEC) == PANIC_STABLE_WINDOW_S == 60.0
+    spec = dataclasses.replace(
+        SPEC, provisioning=dataclasses.replace(SPEC.provisioning, burst_window_s=2.0, decision_period_s=1.0)
+    )
+    assert panic_stable_window_s(spec) == 12.0
+    w = Walker(2, spec)
+    w.step(need(2), burst=need(2), dt=1.0)
+    d = w.step(need(2), burst=3.0 * 2 * USABLE_RPS, dt=1.0)
+    assert d.panic
+    entered_t = w.t
+    while w.t + 1.0 < entered_t + 12.0:
+        assert w.step(need(1), burst=need(1), dt=1.0).panic
+    d = w.step(need(1), burst=need(1), dt=1.0)
+    assert not d.panic and any("panic: exited (12 s" in n for n in d.notes)

@@ -10,9 +10,12 @@ One tick, in order (each step is visible in the Decision's provenance):
  1. Validity: unknown current replicas -> invalid decision (never actuated; last valid kept).
  2. Data: the observed arrival rate (served + rejected) must be fresh and finite, else HOLD.
  3. Capacity per replica at the SLO from `core.capacity`, calibrated online; usable = × (1 − headroom).
+    Calibration learns only in the regime the model explains (fresh data, all pods ready, no
+    rejections, load below capacity, latency not a queue), once that has held for a metrics lag,
+    gently (weight 0.2, ≤ 5 % per tick), against the model's quantile as TF Serving's buckets report it.
  4. Proposals: forecast (quantile peak over the lead time), observed (reactive floor), burst.
  5. Panic: burst rate > panic_threshold × usable capacity of the ready pods -> propose from the burst
-    rate, never scale down, for PANIC_STABLE_WINDOW_S after the last trigger.
+    rate, never scale down, for 6 × burst_window_s after the last trigger (`panic_stable_window_s`).
  6. Scale-in guard: a forecast alone never scales in; the observed load must fit the smaller count
     within the scale-down tolerance.
  7. Pending pods: no further scale-up while our last scale-up's pods are pending, unless the
@@ -32,20 +35,32 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+import numpy as np
+
 from autoscaler.core.batching import choose_batching
-from autoscaler.core.capacity import Calibration, CapacityModel, calibrate
+from autoscaler.core.capacity import Calibration, CapacityModel, cached_model, calibrate
 from autoscaler.core.decide_rules import (
+    PANIC_STABLE_WINDOW_FACTOR,
     PANIC_STABLE_WINDOW_S,
     Inputs,
     Plan,
+    fmt_rps,
     forecast_peak,
+    panic_stable_window_s,
     plan_replicas,
 )
 from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.spec.types import BatchingParams, ServiceProfile, ServingAutoscalerSpec
 
-__all__ = ["BATCHING_RECHECK_S", "PANIC_STABLE_WINDOW_S", "State", "decide"]
+__all__ = [
+    "BATCHING_RECHECK_S",
+    "PANIC_STABLE_WINDOW_FACTOR",
+    "PANIC_STABLE_WINDOW_S",
+    "State",
+    "decide",
+    "panic_stable_window_s",
+]
 
 
 def decide(
@@ -72,7 +87,7 @@ def decide(
     burst_rps = _finite_nonneg(obs.burst_rate_rps) if fresh else None
     ready = obs.ready_replicas if obs.ready_replicas is not None else current
 
-    cal = _calibrated(spec, state, obs, fresh, ready, now_s)
+    cal, regime_since_s, cal_note = _calibrated(spec, state, obs, fresh, ready, now_s)
     lead_s, lead_note = _lead_time(spec, obs if fresh else None)
     fc, fc_note = forecast_peak(forecast, now_s, lead_s, spec.provisioning.forecast_quantile)
     if fc_note:
@@ -101,6 +116,7 @@ def decide(
         notes.append(tuned.note)
     if lead_note:
         notes.append(lead_note)
+    notes.append(cal_note)
     notes.extend(plan.notes)
 
     decision = Decision(
@@ -138,6 +154,7 @@ def decide(
         last_rollout_s=now_s if batching_changed else state.last_rollout_s,
         last_batching_check_s=now_s if tuned.tuner_ran else state.last_batching_check_s,
         calibration=cal,
+        calibration_regime_since_s=regime_since_s,
         last_decision_s=now_s,
         last_valid=decision,
         invalid_streak=0,
@@ -262,31 +279,130 @@ def _capacity_rps(spec: ServingAutoscalerSpec, cal: Calibration, params: Batchin
     return capacity if math.isfinite(capacity) and capacity > 0.0 else 0.0
 
 
-def _calibrated(
-    spec: ServingAutoscalerSpec, state: State, obs: Observation, fresh: bool, ready: int, now_s: float
-) -> Calibration:
-    """Online calibration from TF Serving's own latency; skipped on bad data or mid-rollout."""
-    if not fresh or ready < 1:
-        return state.calibration
+# --- online calibration (DESIGN rule 1) -------------------------------------------------------
+# TF Serving's request_latency buckets are Exponential(10 µs, 1.8, 33) (docs/specs.md, TF Serving
+# metrics): a histogram_quantile interpolates inside a bucket 1.8x wide, so a raw p99 is biased by
+# up to 80 %. The model's prediction is passed through the same buckets before the two are compared.
+TF_LATENCY_BUCKETS_MS = tuple(10.0 * 1.8**i / 1000.0 for i in range(33))
+# calibrate() weighs a sample by max(1/(samples+1), 0.2): the first reading would be taken at face
+# value. We start it at this many samples, so every reading weighs 0.2 from the first one on ...
+_CALIBRATION_PRIOR_SAMPLES = 4
+# ... and the service scale moves at most 5 % per tick, so one outlier cannot swing capacity.
+CALIBRATION_MAX_STEP = 0.05
+# Latency this far above the SLO is a queue (overload or its aftermath), not slow service.
+CALIBRATION_MAX_LATENCY_SLO = 1.5
+CALIBRATION_MIN_LOAD = 0.05  # below 5 % of capacity per replica the latency says little about service
+# A quantile needs requests beyond it: at least this many expected above the SLO quantile in the
+# window (taken as metrics_lag_s, shorter than any real rate window) -- 500 requests for a p99.
+# With fewer, the observed quantile is close to the window's maximum and biased low.
+CALIBRATION_MIN_TAIL = 5.0
+
+
+def _calibration_regime(
+    spec: ServingAutoscalerSpec, state: State, obs: Observation, ready: int, capacity_rps: float, now_s: float
+) -> str:
+    """'' when the replicas are in the regime the capacity model explains, else why they are not."""
+    current = obs.current_replicas
+    if ready < 1:
+        return "no ready pod"
+    if (obs.pending_replicas or 0) > 0 or ready != current:
+        return "pods starting or stopping"
+    # a changed count (ours in direct mode, the HPA's in hpa mode) means the rate window mixes counts
+    if state.last_valid is None or state.last_valid.current_replicas != current:
+        return "replica count changed"
     if state.last_rollout_s is not None and now_s - state.last_rollout_s < spec.lead_time_s:
-        return state.calibration  # pods mix old and new batching parameters
+        return "batching rollout: pods mix old and new parameters"
     served = _finite_nonneg(obs.request_rate_rps)
     latency_ms = _finite_nonneg(obs.latency_ms)
     if served is None or served <= 0.0 or latency_ms is None or latency_ms <= 0.0:
-        return state.calibration
+        return "no served requests with a latency"
+    if (_finite_nonneg(obs.rejected_rps) or 0.0) > 0.0:
+        return "requests rejected: the batch queue was full"
+    per_replica = served / ready
+    if per_replica > capacity_rps:
+        return f"overloaded: {fmt_rps(per_replica)} rps/replica > capacity {fmt_rps(capacity_rps)} at the SLO"
+    if latency_ms > CALIBRATION_MAX_LATENCY_SLO * spec.slo.latency_ms:
+        return f"latency {latency_ms:.0f} ms is a queue, not service (> {CALIBRATION_MAX_LATENCY_SLO:g}x SLO)"
+    if per_replica < CALIBRATION_MIN_LOAD * capacity_rps:
+        return "too little load to measure"
+    window_n = served * spec.provisioning.metrics_lag_s
+    need = CALIBRATION_MIN_TAIL / (1.0 - spec.slo.latency_quantile)
+    if window_n < need:
+        return f"~{window_n:.0f} requests in the window, a p{spec.slo.latency_quantile * 100:g} needs {need:.0f}"
+    return ""
+
+
+def _calibrated(
+    spec: ServingAutoscalerSpec, state: State, obs: Observation, fresh: bool, ready: int, now_s: float
+) -> tuple[Calibration, float | None, str]:
+    """Online calibration from TF Serving's own latency: (calibration, regime start, note).
+
+    Learns only from ticks where the model can explain what the replicas report (see
+    `_calibration_regime`), after the regime has held for one metrics lag + decision period (so the
+    rate window no longer holds an overload), gently (weight 0.2, at most ±5 % per tick), and
+    compares the observed quantile with the model's quantile as the same histogram reports it.
+    """
+    cal = state.calibration
+    now_scale = f"service scale x{cal.service_scale:.2f}"
+    capacity_rps = _capacity_rps(spec, cal, state.batching)
+    why = _calibration_regime(spec, state, obs, ready, capacity_rps, now_s) if fresh else "no fresh data"
+    if why:
+        return cal, None, f"calibration: {now_scale} kept ({why})"
+    since_s = state.calibration_regime_since_s if state.calibration_regime_since_s is not None else now_s
+    settle_s = spec.provisioning.metrics_lag_s + spec.provisioning.decision_period_s
+    if now_s - since_s < settle_s:
+        return cal, since_s, f"calibration: {now_scale} kept (metrics window settling)"
+    served = _finite_nonneg(obs.request_rate_rps) or 0.0
+    latency_ms = _finite_nonneg(obs.latency_ms) or 0.0
     batch = _finite_nonneg(obs.mean_batch_size)
+    rate = served / ready
+    q = spec.slo.latency_quantile
     try:
-        return calibrate(
-            state.calibration,
+        model = cached_model(spec.profile, cal.service_scale)  # the model calibrate() compares with
+        exact_ms = model.latency_quantile_ms(rate, state.batching, q)
+        measured_ms = _histogram_quantile_ms(model, rate, state.batching, q)
+        debiased_ms = latency_ms * exact_ms / measured_ms
+        if not (math.isfinite(debiased_ms) and debiased_ms > 0.0):
+            return cal, since_s, f"calibration: {now_scale} kept (model has no finite latency here)"
+        step = calibrate(
+            Calibration(cal.service_scale, max(cal.samples, _CALIBRATION_PRIOR_SAMPLES)),
             spec.profile,
             state.batching,
-            rate_per_replica_rps=served / ready,
-            observed_latency_ms=latency_ms,
-            quantile=spec.slo.latency_quantile,
-            observed_batch_size=batch if batch else None,
+            rate_per_replica_rps=rate,
+            observed_latency_ms=debiased_ms,
+            quantile=q,
+            observed_batch_size=batch if batch and batch >= 1.0 else None,
         )
-    except (ValueError, ArithmeticError):
-        return state.calibration
+    except (ValueError, ArithmeticError, ZeroDivisionError):
+        return cal, since_s, f"calibration: {now_scale} kept (model failed)"
+    limit = math.log1p(CALIBRATION_MAX_STEP)
+    move = min(limit, max(-limit, math.log(step.service_scale / cal.service_scale)))
+    new = Calibration(cal.service_scale * math.exp(move), cal.samples + 1)
+    return (
+        new,
+        since_s,
+        (
+            f"calibration: service scale x{cal.service_scale:.2f} -> x{new.service_scale:.2f} "
+            f"(p{q * 100:g} {latency_ms:.0f} ms observed vs {measured_ms:.0f} ms modelled "
+            f"at {fmt_rps(rate)} rps/replica)"
+        ),
+    )
+
+
+def _histogram_quantile_ms(model: CapacityModel, rate_rps: float, params: BatchingParams, q: float) -> float:
+    """The model's q-quantile as TF Serving's histogram + Prometheus' histogram_quantile report it."""
+    point = model.steady(rate_rps, params)
+    if point.overloaded:
+        return math.inf
+    edges = np.asarray(TF_LATENCY_BUCKETS_MS)
+    cdf = point.cdf_many(edges / 1000.0)
+    above = np.nonzero(cdf >= q)[0]
+    if not above.size:
+        return float(edges[-1])
+    i = int(above[0])
+    lo, lo_cdf = (float(edges[i - 1]), float(cdf[i - 1])) if i > 0 else (0.0, 0.0)
+    width = float(cdf[i]) - lo_cdf
+    return lo + (float(edges[i]) - lo) * (q - lo_cdf) / width if width > 0.0 else lo
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,20 @@ from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Forecast, Proposal
 from autoscaler.spec.types import ServingAutoscalerSpec
 
-PANIC_STABLE_WINDOW_S = 60.0  # panic lasts this long after the last over-threshold tick (Knative: stable window)
+# Panic lasts one "stable window" after the last over-threshold tick (Knative KPA). The spec has no
+# field for it; it is derived from the burst (panic) window: stable = PANIC_STABLE_WINDOW_FACTOR ×
+# provisioning.burst_window_s. The factor 6 is 60 s / 10 s, our default stable and burst windows, so
+# the default spec keeps a 60 s panic hold (Knative's own defaults are a 60 s stable window and a 6 s
+# panic window, 10 %). A shorter burst window (the demo's 2 s) gives a proportionally shorter hold.
+PANIC_STABLE_WINDOW_FACTOR = 6.0
+PANIC_STABLE_WINDOW_S = 60.0  # with the default burst window of 10 s
+
+
+def panic_stable_window_s(spec: ServingAutoscalerSpec) -> float:
+    """How long panic mode (never scale down) lasts after the last burst over the threshold."""
+    return PANIC_STABLE_WINDOW_FACTOR * max(0.0, spec.provisioning.burst_window_s)
+
+
 MAX_PROPOSAL_REPLICAS = 1_000_000  # proposals from absurd loads saturate here (then [min, max] applies)
 _CEIL_SLACK = 1e-9  # 4.0000000001 replicas of float noise is 4, not 5
 
@@ -148,7 +161,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
     over = burst is not None and burst > panic_limit_rps
     if over:
         trigger_s: float | None = now_s
-    elif st.panic_last_trigger_s is not None and now_s - st.panic_last_trigger_s < PANIC_STABLE_WINDOW_S:
+    elif st.panic_last_trigger_s is not None and now_s - st.panic_last_trigger_s < panic_stable_window_s(spec):
         trigger_s = st.panic_last_trigger_s
     else:
         trigger_s = None
@@ -157,7 +170,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
     if over and st.panic_last_trigger_s is None:
         notes.append(f"panic: entered (burst {fmt_rps(burst or 0.0)} rps > {fmt_rps(panic_limit_rps)} rps)")
     elif st.panic_last_trigger_s is not None and not panicking:
-        notes.append(f"panic: exited ({PANIC_STABLE_WINDOW_S:g} s without a burst over the threshold)")
+        notes.append(f"panic: exited ({panic_stable_window_s(spec):g} s without a burst over the threshold)")
 
     proposals: list[Proposal] = []
     if fc is not None and p_fc is not None:
@@ -209,7 +222,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
         if load_need <= ref:
             clause += (
                 f"; {inp.pending_replicas} pods from the scale-up to {st.last_scale_up_to_replicas} "
-                f"at t={st.last_scale_up_s:.0f} s are still pending and the observed load fits {ref}: "
+                f"{max(0.0, now_s - st.last_scale_up_s):.0f} s ago are still pending and the observed load fits {ref}: "
                 f"no further scale-up to {target} (no cascade)"
             )
             target = ref

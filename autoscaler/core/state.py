@@ -41,6 +41,10 @@ class State:
     last_rollout_s: float | None = None
     last_batching_check_s: float | None = None  # when the tuner last ran (it is costly: ~0.1 s)
     calibration: Calibration = field(default_factory=Calibration)
+    # Since when the replicas have been in the regime the capacity model explains (fresh data, all
+    # pods ready, no rejections, below capacity at the SLO); None = not in it. Calibration learns
+    # only once this has held for a settle time, so windows still holding an overload are skipped.
+    calibration_regime_since_s: float | None = None
     last_decision_s: float | None = None  # time of the last decide() call, valid or not
     last_valid: Decision | None = None
     invalid_streak: int = 0  # consecutive invalid decisions (for alerts)

@@ -264,9 +264,9 @@ class LiveView:
         obs = "-" if r["observed_rps"] is None else f"{r['observed_rps']:.0f}"
         lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.0f}"
         return (
-            f"t={r['t_s']:5.0f}s load={r['offered_rps'] or 0:6.1f} obs={obs:>5} fc={fc:>5} rps  "
-            f"replicas desired={r['desired']} ready={r['ready']}  p{slo.latency_quantile * 100:g}={lat:>5} ms "
-            f"(SLO {slo.latency_ms:g})  [{r['binding']}] {r['reason'][:70]}"
+            f"t={r['t_s']:4.0f}s load={r['offered_rps'] or 0:5.1f} obs={obs:>4} fc={fc:>4} rps | "
+            f"replicas desired={r['desired']} ready={r['ready']} | p{slo.latency_quantile * 100:g}={lat:>5} ms "
+            f"(SLO {slo.latency_ms:g}) | {r['reason'][:150]}"
         )
 
     def _table(self) -> Any:
@@ -319,6 +319,10 @@ async def run_demo(
     loop.set_specs([spec])
     initial = spec.min_replicas
     await cluster.start(initial)
+    # One tick before the load starts: the forecaster's warm start (statsmodels import and first fit
+    # in the worker process, seconds on a small machine) and the first scrape happen now, not while
+    # the first requests arrive. Its decision (hold: no rates yet) is not part of the run.
+    await loop.tick()
     t0 = clock.now_s()
     view.start()
 
@@ -369,26 +373,63 @@ def summarize(
     *,
     t0_s: float,
 ) -> dict[str, Any]:
-    desired = [r["desired"] for r in rows if r["desired"] is not None]
+    desired = [(r["t_s"], r["desired"]) for r in rows if r["desired"] is not None]
+    counts = [d for _, d in desired]
+    top = max(counts, default=initial)
+    peak_s = next((t for t, d in desired if d == top), None)
+    after_peak = [d for t, d in desired if peak_s is not None and t >= peak_s]
     ups = [e for e in actuator.scale_events if e[2] > e[1]]
     downs = [e for e in actuator.scale_events if e[2] < e[1]]
     offered = np.asarray(setup.offered_rps[: int(setup.duration_s)] or [0.0], dtype=np.float64)
-    return {
+    replicas = {
+        "initial": initial,
+        "min": min(counts, default=initial),
+        "max": top,
+        "peak_s": peak_s,
+        "min_after_peak": min(after_peak, default=top),
+        "final": counts[-1] if counts else initial,
+    }
+    out = {
         "description": setup.description,
         "duration_s": setup.duration_s,
         "slo_ms": setup.spec.slo.latency_ms,
         "slo_quantile": setup.spec.slo.latency_quantile,
+        "slo_attainment_target": setup.spec.slo.attainment,
         **load,
-        "replicas": {
-            "initial": initial,
-            "min": min(desired, default=initial),
-            "max": max(desired, default=initial),
-            "final": desired[-1] if desired else initial,
-        },
+        "replicas": replicas,
         "scale_events": {"up": len(ups), "down": len(downs), "total": len(ups) + len(downs)},
         "first_scale_up_s": round(ups[0][0] - t0_s, 1) if ups else None,
-        "offered_rps": {"mean": round(float(offered.mean()), 2), "peak": round(float(offered.max()), 2)},
+        "first_scale_down_s": round(downs[0][0] - t0_s, 1) if downs else None,
+        "offered_rps": {
+            "mean": round(float(offered.mean()), 2),
+            "peak": round(float(offered.max()), 2),
+            "peak_s": int(np.argmax(offered)),
+        },
         "urls": urls,
         "setup": setup.extra,
         "timeline": rows,
     }
+    out["verdict"] = verdict(out, setup.spec)
+    return out
+
+
+def verdict(s: dict[str, Any], spec: ServingAutoscalerSpec) -> str:
+    """One line: did the replicas follow the load up and down, and did the SLO hold."""
+    r = s["replicas"]
+    att = s.get("slo_attainment")
+    att_text = "no requests answered" if att is None else f"SLO attainment {att:.1%}"
+    target = spec.slo.attainment
+    slo_ok = att is not None and att >= target
+    slo_text = f"{att_text} ({'meets' if slo_ok else 'below'} the {target:.1%} target)"
+    rose = r["max"] > r["initial"]
+    fell = r["min_after_peak"] < r["max"]
+    if rose and fell:
+        path = f"{r['initial']}→{r['max']}→{r['min_after_peak']}"
+        return f"replicas followed the load: {path}; {slo_text}"
+    if rose:
+        window = spec.behavior.scale_down.stabilization_window_s
+        return (
+            f"replicas rose with the load ({r['initial']}→{r['max']}) but the run ended before a scale-down "
+            f"(stabilization {window} s; try a longer --duration-s); {slo_text}"
+        )
+    return f"replicas stayed at {r['initial']} (the load never needed more); {slo_text}"
