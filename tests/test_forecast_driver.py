@@ -154,3 +154,42 @@ def test_silence_longer_than_the_history_keeps_forecasting() -> None:
     fc = d.forecast(later + 61.0, 300.0)
     assert fc is not None and np.all(np.isfinite(fc.mean)) and fc.origin_s == later + 60.0
     assert len(d._values) <= 2 * d.history_len
+
+
+def cold_start(model: str, values: list[float], horizon_s: float = 300.0) -> tuple[ForecastDriver, list[float]]:
+    """Replay per-step values from an empty driver (4 ticks per step); the p90 peak over the horizon
+    at the last tick of every step (NaN while there is no forecast yet)."""
+    d = ForecastDriver(spec(model, refit_s=3_600))
+    peaks = []
+    for k, v in enumerate(values):
+        fc = None
+        for j in range(4):
+            t = k * STEP_S + j * STEP_S / 4
+            d.observe(t, v)
+            fc = d.forecast(t, horizon_s)
+        peaks.append(math.nan if fc is None else float(fc.quantile(0.9).max()))
+    return d, peaks
+
+
+@pytest.mark.parametrize("model", ["auto", "holt"])
+def test_cold_start_ramp_then_flat_does_not_keep_extrapolating(model: str) -> None:
+    # a daemon without history sees a 12-step ramp to 5 rps, then flat load: before the short-history
+    # fix the fallback kept the ramp's trend for an hour and its p90 grew to 66 rps (14 rps 2 steps later)
+    ramp = [float(v) for v in np.linspace(0.0, 5.0, 12)]
+    d, peaks = cold_start(model, ramp + [5.0] * 30)
+    after = np.array(peaks[12:])
+    assert np.all(after <= 2.0 * 5.0), f"p90 after the ramp: {after.round(1).tolist()}"
+    assert np.all(after[5:] <= 1.5 * 5.0)
+    fc = d.forecast(42 * STEP_S, 300.0)
+    assert fc is not None and np.all(np.abs(fc.mean - 5.0) < 0.5)
+    # refitted on every bucket while the fit had fewer than 30 points (10, 11, ... 30), then on schedule
+    assert d.fit_count == 21
+
+
+def test_cold_start_sustained_ramp_is_still_followed() -> None:
+    values = [float(v) for v in np.linspace(1.0, 20.0, 30)]
+    d, _ = cold_start("auto", values)
+    fc = d.forecast(30 * STEP_S, 300.0)
+    assert fc is not None and d.model_name == "holt"
+    assert np.all(np.diff(fc.mean) > 0) and fc.mean[-1] > values[-1] + 1.0
+    assert fc.quantile(0.9)[-1] > values[-1] + 2.0

@@ -100,3 +100,34 @@ def test_horizon_beyond_max_horizon_keeps_widening() -> None:
     fc = registry.create("holt", season_length=M, max_horizon=5).fit(y, 60.0).predict(20, origin_s=0.0)
     width = fc.hi - fc.lo
     assert width[19] > width[4]
+
+
+def test_holt_on_a_short_ramp_damps_the_trend_and_has_honest_intervals() -> None:
+    from autoscaler.forecast.holt import Holt
+
+    ramp = np.linspace(0.0, 5.0, 12)
+    model = Holt().fit(ramp, 60.0)
+    assert model.phi <= 0.9 + 1e-9
+    fc = model.predict(5, origin_s=0.0, level=0.9)
+    assert np.all(fc.hi - fc.lo > 0.5)  # 11 in-sample errors: no longer a zero-width interval
+    model.update(np.full(5, 5.0))  # the ramp has ended: five flat steps, no refit
+    fc = model.predict(5, origin_s=0.0)
+    assert np.all(np.abs(fc.mean - 5.0) < 0.5)  # before: 8.5 five steps ahead
+    assert fc.quantile(0.9).max() < 1.5 * 5.0
+    # a genuine ramp is still extrapolated
+    up = registry.create("holt", season_length=1).fit(np.linspace(1.0, 20.0, 25), 60.0).predict(5, origin_s=0.0)
+    assert np.all(np.diff(up.mean) > 0) and up.mean[-1] > 21.0
+
+
+def test_holt_short_history_mode_only_below_the_threshold() -> None:
+    from autoscaler.forecast.holt import SHORT_HISTORY, Holt
+
+    y = series(SHORT_HISTORY + 10)
+    short, long = Holt().fit(y[: SHORT_HISTORY - 1], 60.0), Holt().fit(y, 60.0)
+    assert short.short_history_mode and not long.short_history_mode
+    level_z, mu_z = short._level, short._point_z(10)  # the model works on sqrt(y)
+    for level in (0.5, 0.99):
+        fc = short.predict(10, origin_s=0.0, level=level)
+        # the interval's half-width on the sqrt scale stays within 5 %..25 % of the level
+        assert np.all(np.sqrt(fc.hi) - mu_z <= 0.25 * level_z + 1e-9)
+        assert np.all(mu_z - np.sqrt(fc.lo) >= 0.05 * level_z - 1e-9)

@@ -15,7 +15,10 @@ Owned here so both shells turn a stream of observed rates into forecasts the sam
   updated every step and the intervals are recalibrated from the model's own fresh errors every 4 h
   (base.py), so the forecast adapts within the hour anyway. While the driver runs on the short-history
   fallback it refits every spec.refit_interval_s (cheap fits), so it switches to a seasonal model as
-  soon as two seasons are there. The daemon may pass min_refit_interval_s=0 and refit in a process pool.
+  soon as two seasons are there; while the fallback was fitted on very few points (fewer than
+  holt.SHORT_HISTORY, a cold start) it is refitted on every new bucket (a fit on < 30 points takes
+  milliseconds), so a ramp seen in the first minutes is not extrapolated for an hour.
+  The daemon may pass min_refit_interval_s=0 and refit in a process pool.
 * `forecast(now_s, horizon_s)` is cached until a new bucket completes, so calling it every decision
   tick costs a dictionary lookup. Measured (benchmarks/forecast_accuracy.py, `driver_7day_replay`):
   a 7-day replay at 15 s ticks with the spec defaults (auto, 60 s steps, daily season, 14-day warm
@@ -170,7 +173,11 @@ class ForecastDriver:
             return None
         self._close_until(math.floor((now_s - self._grid0) / self.step_s))
         interval_s = self.spec.refit_interval_s if self._fallback else self.refit_interval_s
-        if self._model is None or now_s - self._last_fit_s >= interval_s:
+        if (
+            self._model is None
+            or now_s - self._last_fit_s >= interval_s
+            or (self._short_history() and self._n_done > self._fed)
+        ):
             self._refit(now_s)
         if self._model is None:
             return None
@@ -190,6 +197,10 @@ class ForecastDriver:
         fc = replace(fc, note=note)
         self._cache = (key, fc)
         return fc
+
+    def _short_history(self) -> bool:
+        """The model was fitted on so few points that it must be refitted on every new bucket (holt.py)."""
+        return bool(getattr(self._model, "short_history_mode", False))
 
     def _trailing_missing(self) -> int:
         n = 0

@@ -84,6 +84,7 @@ class HoltWinters(ErrorIntervalForecaster):
             seasonal="add" if self.seasonal else None,
             seasonal_periods=m if self.seasonal else None,
             initialization_method="heuristic",
+            bounds=self._param_bounds(len(z)),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning on flat series; the fit is still usable
@@ -125,6 +126,10 @@ class HoltWinters(ErrorIntervalForecaster):
             # the heuristic initial state is read off the first two seasons: errors there are optimistic
             errs[:, : 2 * m] = np.nan
         return errs
+
+    def _param_bounds(self, n: int) -> dict[str, tuple[float, float]] | None:
+        """Bounds on the smoothing parameters for a fit on n points (None: statsmodels' defaults)."""
+        return None
 
     def _step_z(self, z: float) -> None:
         m = self.season_length
