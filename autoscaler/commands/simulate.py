@@ -1,0 +1,248 @@
+"""`tfserving-autoscaler simulate`: replay a trace through our policy and the baselines.
+
+Owns the command line of the what-if simulator: a scenario file (`simulations/<name>.yaml`) or
+`--trace/--spec` flags, the per-policy rich progress bars, the comparison table at the end and
+the report directory (summary.json, timelines, PNGs, report.html — `sim/report.py`).
+With no arguments it runs the default shipped scenario into `runs/<scenario>/`.
+
+`compare_rates()` is the hook for replaying history fetched from Prometheus
+(`--from-prometheus URL --target NS/DEPLOY --since 7d`): it runs the same comparison from a
+per-second rate array instead of a trace file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from autoscaler.core.types import FloatArray
+from autoscaler.sim import engine
+from autoscaler.sim.baselines import registry
+from autoscaler.sim.engine import SimResult
+from autoscaler.sim.report import summary_rows, write_report
+from autoscaler.sim.scenario import (
+    DEFAULT_SCENARIO,
+    REPO_ROOT,
+    Inputs,
+    Scenario,
+    ScenarioError,
+    load_inputs,
+    load_scenario,
+)
+from autoscaler.spec import SpecError
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="scenario file or shipped scenario name (simulations/*.yaml)")
+    parser.add_argument("--trace", help="trace file or shipped trace name (instead of a scenario)")
+    parser.add_argument("--spec", help="ServingAutoscaler spec file (default: examples/resnet50-t4.yaml)")
+    parser.add_argument("--policies", help=f"comma-separated policies (default: all: {','.join(registry.names())})")
+    parser.add_argument("--out", type=Path, help="output directory (default: runs/<scenario>)")
+    parser.add_argument("--fidelity", choices=engine.FIDELITIES, help="fluid (fast, default) or request (exact)")
+    parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
+    parser.add_argument("--target-peak-replicas", type=float, help="scale so the busiest second needs N replicas")
+    parser.add_argument("--start-s", type=float, help="window start in the trace, seconds")
+    parser.add_argument("--duration-s", type=float, help="window length, seconds")
+    parser.add_argument("--history-s", type=float, help="history before the window for warm-up, seconds")
+    parser.add_argument("--seed", type=int, help="random seed (startup delays, arrivals)")
+    parser.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="POLICY.KNOB=VALUE",
+        help="override a policy knob, e.g. predictive.headroom=0.15 (repeatable)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip PNGs (summary, timelines, HTML only)")
+    parser.add_argument("--no-timelines", action="store_true", help="skip the per-second timeline CSVs")
+
+
+def parse_knobs(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        pol, dot, knob = key.partition(".")
+        if not sep or not dot or not pol or not knob:
+            raise ValueError(f"--knob {item!r}: expected POLICY.KNOB=VALUE, e.g. predictive.headroom=0.15")
+        if pol not in registry.POLICIES:
+            raise ValueError(f"--knob {item!r}: unknown policy {pol!r} (expected one of {', '.join(registry.names())})")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(pol, {})[knob] = value
+    return out
+
+
+def _scenario_from_args(args: argparse.Namespace) -> Scenario:
+    if args.scenario and args.trace:
+        raise ScenarioError("give either a scenario file or --trace, not both")
+    if args.trace:
+        spec_path = Path(args.spec) if args.spec else REPO_ROOT / "examples" / "resnet50-t4.yaml"
+        name = Path(args.trace).name.split(".")[0]
+        peak = None if args.rate_scale is not None else (args.target_peak_replicas or 20.0)
+        return Scenario(
+            name=name, trace=args.trace, spec_path=spec_path, source="<command line>", target_peak_replicas=peak
+        )
+    sc = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    if args.spec:
+        from dataclasses import replace
+
+        sc = replace(sc, spec_path=Path(args.spec))
+    return sc
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        sc = _scenario_from_args(args)
+        overrides: dict[str, Any] = {
+            "start_s": args.start_s,
+            "duration_s": args.duration_s,
+            "history_s": args.history_s,
+            "fidelity": args.fidelity,
+            "seed": args.seed,
+        }
+        if args.rate_scale is not None:
+            overrides["rate_scale"] = args.rate_scale  # takes precedence over target_peak_replicas
+        elif args.target_peak_replicas is not None:
+            overrides["target_peak_replicas"] = args.target_peak_replicas
+        inputs = load_inputs(sc, **overrides)
+        policies = [p.strip() for p in args.policies.split(",")] if args.policies else list(inputs.scenario.policies)
+        for p in policies:
+            if p not in registry.POLICIES:
+                raise ValueError(f"--policies: unknown policy {p!r} (expected one of {', '.join(registry.names())})")
+        knobs = {**inputs.scenario.knobs}
+        for pol, kv in parse_knobs(args.knob).items():
+            knobs[pol] = {**knobs.get(pol, {}), **kv}
+    except (ScenarioError, SpecError, ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    out = args.out or REPO_ROOT / "runs" / inputs.scenario.name
+    console.print(
+        f"[bold]{inputs.scenario.name}[/bold]: {inputs.trace.name}, {inputs.trace.duration_s / 3600:.1f} h from "
+        f"t={inputs.trace.start_s:g} s, rate ×{inputs.rate_scale:.4g}, {inputs.scenario.fidelity} fidelity, "
+        f"{len(inputs.history_rps) / 86400:.1f} d history"
+    )
+    results = compare(inputs, policies, knobs, console=console)
+    if not results:
+        return 1
+    path = write_report(results, out, timelines=not args.no_timelines, plots=not args.no_plots)
+    print_table(results, console)
+    console.print(f"wrote {path.parent}/ (summary.json, report.html{'' if args.no_plots else ', *.png'})")
+    return 0
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f} %"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def compare(
+    inputs: Inputs, policies: Sequence[str], knobs: Mapping[str, Mapping[str, Any]], *, console: Console
+) -> list[SimResult]:
+    """Run every policy on the scenario's trace, with a progress bar per policy."""
+    results: list[SimResult] = []
+    sc = inputs.scenario
+    with _progress(console) as prog:
+        for name in policies:
+            task = prog.add_task(name, total=inputs.trace.n_seconds)
+
+            def tick(done: int, total: int, task: Any = task) -> None:
+                prog.update(task, completed=done)
+
+            try:
+                res = engine.run(
+                    inputs.trace,
+                    inputs.spec,
+                    name,
+                    fidelity=sc.fidelity,
+                    seed=sc.seed,
+                    progress=tick,
+                    knobs=knobs.get(name, {}),
+                    history_rps=inputs.history_rps,
+                )
+            except Exception as e:  # one broken policy must not lose the others' results
+                console.print(f"[red]{name}: failed: {type(e).__name__}: {e}[/red]")
+                continue
+            results.append(res)
+    return results
+
+
+def compare_rates(
+    rate_rps: FloatArray,
+    spec: ServingAutoscalerSpec,
+    policies: Sequence[str],
+    out_dir: Path,
+    *,
+    name: str,
+    start_s: float = 0.0,
+    history_rps: FloatArray | None = None,
+    knobs: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    console: Console | None = None,
+) -> list[SimResult]:
+    """The same comparison from a per-second rate array (e.g. Prometheus history); writes the report."""
+    console = console or Console()
+    results: list[SimResult] = []
+    with _progress(console) as prog:
+        for pol in policies:
+            task = prog.add_task(pol, total=len(rate_rps))
+
+            def tick(done: int, total: int, task: Any = task) -> None:
+                prog.update(task, completed=done)
+
+            results.append(
+                engine.run_rates(
+                    rate_rps,
+                    spec,
+                    pol,
+                    trace_name=name,
+                    start_s=start_s,
+                    seed=seed,
+                    knobs=(knobs or {}).get(pol, {}),
+                    history_rps=history_rps,
+                    progress=tick,
+                )
+            )
+    write_report(results, out_dir)
+    print_table(results, console)
+    return results
+
+
+def print_table(results: Sequence[SimResult], console: Console) -> None:
+    rows = summary_rows(results)
+    goal = results[0].spec.slo.attainment if results else 0.999
+    t = Table(title=f"SLO attainment goal {goal * 100:g} % — cost at the same SLO")
+    for col in ("policy", "attainment", "p99 ms", "rejected", "replica-h", "× oracle", "meets SLO", "wall s"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in rows:
+        meets = bool(r["meets_slo"])
+        xo = r.get("x_oracle")
+        p99 = r["p99_ms"]
+        t.add_row(
+            str(r["policy"]),
+            f"{r['slo_attainment'] * 100:.3f} %",
+            "∞" if p99 == float("inf") else f"{p99:.1f}",
+            f"{r['rejected']:,}",
+            f"{r['replica_hours']:.1f}",
+            "–" if xo is None else f"{xo:.2f}",
+            "[green]yes[/green]" if meets else "[red]no[/red]",
+            f"{r['wall_s']:.1f}",
+        )
+    console.print(t)

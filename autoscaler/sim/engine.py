@@ -1,0 +1,420 @@
+"""The what-if engine: replay a trace through one policy on the simulated cluster.
+
+Owns the simulated clock and the order of events, identical for every policy so comparisons
+are fair. Every `period_s` of simulated time (the policy's own sync/poll period) the metrics
+pipeline builds the `ClusterView` from the past only, the policy decides, and its output is
+applied the way the HPA controller or our daemon would apply it: `scale.spec.replicas` is
+patched (clamped to the spec's [min, max], as the HPA does), a batching change rolls the pod
+template out with surge and maxUnavailable 0. Between decisions the cluster serves the load
+second by second, in one of two fidelities:
+
+* `fluid`: per-second steady state from the analytic capacity model (`sim/fluid.py`), vectorized
+  over each decision period — a 7-day 1 s replay takes seconds;
+* `request`: every request through the exact batching DES (`sim/reqlevel.py`).
+
+Masked trace gaps (NaN: a logging outage, not silence) replay as no traffic; the history handed to
+the forecasters keeps them missing.
+
+Start: a pre-roll of `preroll_s` seconds (the trace's history, else its first minute's rate)
+gives the counters and rate windows data; the cluster starts with what the load at t = 0 needs
+at the SLO; at t = 0 the policy's first decision is applied instantly (ready pods), so each
+policy starts from what it wants rather than paying a cold start for the engine's choice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autoscaler.core.capacity import CapacityModel
+from autoscaler.core.types import FloatArray
+from autoscaler.sim.baselines import registry
+from autoscaler.sim.baselines.base import Policy
+from autoscaler.sim.cluster import Cluster, Pod
+from autoscaler.sim.fluid import REPORT_QUANTILES, RateTable, quantiles_from_cdf, rate_table
+from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
+from autoscaler.sim.reqlevel import RequestServer
+from autoscaler.sim.timeline import Timeline
+from autoscaler.sim.view import PolicyContext, empty_history
+from autoscaler.sim.workload import Trace
+from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
+
+FIDELITIES = ("fluid", "request")
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class SimResult:
+    """Everything one replay produced: the summary row and the per-second timeline."""
+
+    policy: str
+    trace: str
+    fidelity: str
+    seed: int
+    knobs: dict[str, Any]
+    spec: ServingAutoscalerSpec
+    timeline: Timeline
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _clamp(n: int, spec: ServingAutoscalerSpec) -> int:
+    return max(spec.min_replicas, min(spec.max_replicas, n))
+
+
+def needed_replicas(rate_rps: float, capacity_rps: float, spec: ServingAutoscalerSpec) -> int:
+    """Replicas the load needs at the SLO capacity, clamped to the spec's [min, max]."""
+    if capacity_rps <= 0:
+        return spec.max_replicas
+    return _clamp(math.ceil(max(rate_rps, 0.0) / capacity_rps - 1e-9), spec)
+
+
+def run(
+    trace: Trace,
+    spec: ServingAutoscalerSpec,
+    policy: Policy | str,
+    *,
+    fidelity: str = "fluid",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    knobs: Mapping[str, Any] | None = None,
+    history_rps: FloatArray | None = None,
+    pipeline: PipelineConfig | None = None,
+    preroll_s: int = 180,
+) -> SimResult:
+    """Replay `trace` through `policy` (an instance, or a registry name built with `knobs`)."""
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    rate = np.nan_to_num(trace.rate_per_second(), nan=0.0)
+    arrivals_s: FloatArray | None = None
+    if fidelity == "request":
+        arrivals_s = trace.arrivals(seed)
+        n = len(rate)
+        sec = np.floor(arrivals_s).astype(np.int64)
+        rate = np.bincount(sec[sec < n], minlength=n).astype(np.float64)
+    return run_rates(
+        rate,
+        spec,
+        policy,
+        trace_name=trace.name,
+        start_s=trace.start_s,
+        fidelity=fidelity,
+        arrivals_s=arrivals_s,
+        seed=seed,
+        progress=progress,
+        knobs=knobs,
+        history_rps=history_rps,
+        pipeline=pipeline,
+        preroll_s=preroll_s,
+    )
+
+
+def run_rates(
+    rate_rps: FloatArray,
+    spec: ServingAutoscalerSpec,
+    policy: Policy | str,
+    *,
+    trace_name: str = "rates",
+    start_s: float = 0.0,
+    fidelity: str = "fluid",
+    arrivals_s: FloatArray | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    knobs: Mapping[str, Any] | None = None,
+    history_rps: FloatArray | None = None,
+    pipeline: PipelineConfig | None = None,
+    preroll_s: int = 180,
+) -> SimResult:
+    """Replay a per-second offered load (requests/s) — the hook for `--from-prometheus` history.
+
+    `fidelity="request"` needs `arrivals_s` (request times, seconds from the window start).
+    """
+    wall0 = time.perf_counter()
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    knobs = dict(knobs or {})
+    if isinstance(policy, str):
+        name = policy
+        pol = registry.create(policy, spec, **knobs)
+    else:
+        pol = policy
+        name = type(policy).name
+    rate = np.asarray(rate_rps, dtype=np.float64)
+    if rate.ndim != 1 or len(rate) == 0:
+        raise ValueError(f"rate_rps: expected a non-empty 1-D per-second array (got shape {rate.shape})")
+    if fidelity == "request" and arrivals_s is None:
+        raise ValueError("fidelity 'request' needs arrivals_s (request times)")
+    n_s = len(rate)
+    hist_raw = np.zeros(0) if history_rps is None else np.asarray(history_rps, dtype=np.float64)
+    hist = np.nan_to_num(hist_raw)  # NaN (gaps) stay NaN for the forecasters, zero load for the pre-roll
+    model = CapacityModel(spec.profile)
+    params0 = spec.batching.initial
+    pipe = MetricsPipeline(spec, lambda p: rate_table(model, p, spec.slo), pipeline, live_latency=fidelity == "request")
+
+    def fresh(replicas: int, params: BatchingParams) -> tuple[Timeline, Cluster, _Serving]:
+        tl = Timeline(preroll_s=preroll_s, n_s=n_s, start_s=float(start_s))
+        # pre-roll load: the history's tail, else the first minute's mean
+        if len(hist) >= preroll_s:
+            tl.arrivals[:preroll_s] = hist[len(hist) - preroll_s :]
+        else:
+            tl.arrivals[:preroll_s] = float(np.mean(rate[: min(60, n_s)]))
+        tl.arrivals[preroll_s:] = rate
+        cluster = Cluster(spec.startup, params, initial_replicas=replicas, seed=seed, now_s=-preroll_s)
+        sim = _Serving(spec, model, tl, fidelity, arrivals_s, params)
+        sim.serve_fluid(cluster, -preroll_s, 0)  # pre-roll is always fluid: it only fills counters
+        if fidelity == "request":
+            sim.fill_columns(0, preroll_s)
+            tl.served_latency_q_ms[:preroll_s] = tl.latency_q_ms[:preroll_s]
+        return tl, cluster, sim
+
+    cap0 = model.capacity_at_slo_rps(params0, spec.slo)
+    n0 = needed_replicas(float(np.max(rate[: min(60, n_s)])), cap0, spec)
+    tl, cluster, sim = fresh(n0, params0)
+    clairvoyant = bool(getattr(pol, "clairvoyant", False))
+    ctx = PolicyContext(
+        spec=spec,
+        start_s=float(start_s),
+        initial_replicas=n0,
+        step_s=1.0,
+        history_rps=hist_raw if len(hist_raw) else empty_history(),
+        history_step_s=1.0,
+        future_rps=rate.copy() if clairvoyant else None,
+    )
+    pol.start(ctx)
+    period = max(1, round(float(pol.period_s)))
+    t = 0
+    while t < n_s:
+        out = pol.decide(pipe.build_view(tl, cluster, t))
+        desired = _clamp(int(out.desired_replicas), spec)
+        if t == 0:
+            # the policy's own start: its first choice of replicas and batching, already running
+            params = out.batching if out.batching is not None else params0
+            if desired != n0 or params != params0:
+                tl, cluster, sim = fresh(desired, params)
+        else:
+            cluster.patch_replicas(desired, t)
+            if out.batching is not None:
+                cluster.patch_batching(out.batching, t)
+        t_next = min(n_s, t + period)
+        i0, i1 = tl.index(t), tl.index(t_next)
+        tl.desired[i0:i1] = desired
+        if out.forecast_rps is not None:
+            tl.forecast[i0:i1] = out.forecast_rps
+            tl.forecast_lo[i0:i1] = out.forecast_lo_rps if out.forecast_lo_rps is not None else np.nan
+            tl.forecast_hi[i0:i1] = out.forecast_hi_rps if out.forecast_hi_rps is not None else np.nan
+        if fidelity == "fluid":
+            sim.serve_fluid(cluster, t, t_next)
+        else:
+            sim.serve_requests(cluster, t, t_next)
+        t = t_next
+        if progress is not None:
+            progress(t, n_s)
+    result = SimResult(
+        policy=name,
+        trace=trace_name,
+        fidelity=fidelity,
+        seed=seed,
+        knobs=knobs,
+        spec=spec,
+        timeline=tl,
+    )
+    result.summary = summarize(result, sim, cluster, wall_s=time.perf_counter() - wall0)
+    return result
+
+
+class _Serving:
+    """Serves the load on the cluster's ready pods and records it in the timeline.
+
+    Fluid mode computes live, per decision period, only what the metrics pipeline reads
+    (served and rejected counts); everything else (latency, batch, utilization, the run-level
+    latency distribution) is computed for the whole replay at once in `finalize()`.
+    """
+
+    def __init__(
+        self,
+        spec: ServingAutoscalerSpec,
+        model: CapacityModel,
+        tl: Timeline,
+        fidelity: str,
+        arrivals_s: FloatArray | None,
+        params0: BatchingParams,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.tl = tl
+        self.params0 = params0  # the starting template; pods on other parameters are tracked apart
+        # (index lo, index hi, params, ready count) for ready pods not running params0
+        self.other_groups: list[tuple[int, int, BatchingParams, int]] = []
+        self.requests: RequestServer | None = None
+        if fidelity == "request":
+            assert arrivals_s is not None
+            self.requests = RequestServer(model.service, spec.slo, np.asarray(arrivals_s, dtype=np.float64))
+
+    def table(self, params: BatchingParams) -> RateTable:
+        return rate_table(self.model, params, self.spec.slo)
+
+    def _walk(self, cluster: Cluster, t0: int, t1: int) -> list[tuple[int, int, list[Pod]]]:
+        """Split [t0, t1) where pods become ready; advance the cluster; record pods/ready counts."""
+        tl = self.tl
+        segs: list[tuple[int, int, list[Pod]]] = []
+        s = t0
+        p0 = self.params0
+        while s < t1:
+            e = cluster.next_ready_s(s)
+            seg_end = t1 if e is None else min(t1, e)
+            ready = cluster.ready_pods(s)
+            segs.append((s, seg_end, ready))
+            lo, hi = tl.index(s), tl.index(seg_end)
+            tl.ready[lo:hi] = len(ready)
+            tl.pods[lo:hi] = len(cluster.pods)
+            odd: dict[BatchingParams, int] = {}
+            for p in ready:
+                if p.params != p0:
+                    odd[p.params] = odd.get(p.params, 0) + 1
+            for params, c in odd.items():
+                self.other_groups.append((lo, hi, params, c))
+            s = seg_end
+            if e is not None and e == s:
+                cluster.on_second(s)
+        return segs
+
+    def serve_fluid(self, cluster: Cluster, t0: int, t1: int) -> None:
+        tl = self.tl
+        n_other = len(self.other_groups)
+        self._walk(cluster, t0, t1)
+        i0, i1 = tl.index(t0), tl.index(t1)
+        arr = tl.arrivals[i0:i1]
+        ready = tl.ready[i0:i1]
+        if len(self.other_groups) == n_other:
+            rej = self.table(self.params0).rejected_count(arr, ready)
+        else:
+            counts = self._group_counts(i0, i1, self.other_groups[n_other:])
+            rej = np.where(ready <= 0, arr, 0.0)
+            for params, cnt in counts.items():
+                share = np.divide(cnt, ready, out=np.zeros_like(cnt), where=ready > 0)
+                rej = rej + self.table(params).rejected_count(arr * share, cnt) * (cnt > 0)
+        tl.rejected[i0:i1] = rej
+        tl.served[i0:i1] = arr - rej
+        tl.close(i0, i1)
+
+    def _group_counts(
+        self, i0: int, i1: int, others: list[tuple[int, int, BatchingParams, int]]
+    ) -> dict[BatchingParams, FloatArray]:
+        """Ready pods per batching configuration for indices [i0, i1)."""
+        tl = self.tl
+        base = tl.ready[i0:i1].copy()
+        out: dict[BatchingParams, FloatArray] = {}
+        for lo, hi, params, c in others:
+            lo2, hi2 = max(lo, i0), min(hi, i1)
+            if hi2 <= lo2:
+                continue
+            arr = out.get(params)
+            if arr is None:
+                arr = out[params] = np.zeros(i1 - i0)
+            arr[lo2 - i0 : hi2 - i0] += c
+            base[lo2 - i0 : hi2 - i0] -= c
+        out[self.params0] = base
+        return out
+
+    def serve_requests(self, cluster: Cluster, t0: int, t1: int) -> None:
+        assert self.requests is not None
+        segs = self._walk(cluster, t0, t1)
+        self.requests.serve(self.tl, t0, t1, segs)
+        self.tl.close(self.tl.index(t0), self.tl.index(t1))
+
+    def finalize(self) -> list[float]:
+        """Fill the per-second latency/batch/utilization columns; return the run's p50/p95/p99."""
+        tl = self.tl
+        w = tl.window()
+        total = float(tl.arrivals[w].sum())
+        if self.requests is not None:
+            lat = self.requests.all_latencies_ms()
+            if len(lat) == 0:
+                return [math.nan for _ in REPORT_QUANTILES]
+            return [float(np.quantile(lat, q, method="higher")) for q in REPORT_QUANTILES]
+        cdf = self.fill_columns(w.start, w.stop)
+        if cdf is None:
+            return [math.inf for _ in REPORT_QUANTILES]
+        return quantiles_from_cdf(cdf, total, REPORT_QUANTILES)
+
+    def fill_columns(self, i0: int, i1: int) -> FloatArray | None:
+        """Fluid latency/batch/utilization columns for indices [i0, i1); the run-level CDF mass."""
+        tl = self.tl
+        arr = tl.arrivals[i0:i1]
+        ready = tl.ready[i0:i1]
+        counts = self._group_counts(i0, i1, self.other_groups)
+        cols = ("within", "lat_q", "p50", "p99", "mean", "batch", "busy")
+        acc = {k: np.zeros(i1 - i0) for k in cols}
+        cdf: FloatArray | None = None
+        for params, cnt in counts.items():
+            if not (cnt > 0).any():
+                continue
+            share = np.divide(cnt, ready, out=np.zeros_like(cnt), where=ready > 0)
+            a_g = arr * share
+            tb = self.table(params)
+            o = tb.outcome(a_g, cnt)
+            acc["within"] += o.within_slo
+            for k, v in (
+                ("lat_q", o.latency_q_ms),
+                ("p50", o.p50_ms),
+                ("p99", o.p99_ms),
+                ("mean", o.mean_latency_ms),
+                ("batch", o.mean_batch),
+                ("busy", o.busy),
+            ):
+                acc[k] += np.nan_to_num(v) * share
+            r = np.divide(a_g, cnt, out=np.zeros_like(cnt), where=cnt > 0)
+            c = tb.run_cdf(tb.cdf_weights(r, np.where(cnt > 0, a_g, 0.0)))
+            cdf = c if cdf is None else cdf + c
+        none = ready <= 0
+        nan = np.where(none, np.nan, 0.0)
+        tl.within_slo[i0:i1] = np.where(none, 0.0, acc["within"])
+        tl.latency_q_ms[i0:i1] = acc["lat_q"] + nan
+        tl.p50_ms[i0:i1] = acc["p50"] + nan
+        tl.p99_ms[i0:i1] = acc["p99"] + nan
+        tl.mean_latency_ms[i0:i1] = acc["mean"] + nan
+        tl.mean_batch[i0:i1] = acc["batch"] + nan
+        tl.busy[i0:i1] = acc["busy"]
+        return cdf
+
+
+def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: float) -> dict[str, Any]:
+    tl = result.timeline
+    w = tl.window()
+    spec = result.spec
+    p50, p95, p99 = sim.finalize()
+    requests = float(tl.arrivals[w].sum())
+    within = float(tl.within_slo[w].sum())
+    attainment = within / requests if requests > 0 else 1.0
+    ready = tl.ready[w]
+    ready_s = float(ready.sum())
+    gpu = float((tl.busy[w] * ready).sum() / ready_s) if ready_s > 0 else 0.0
+    return {
+        "policy": result.policy,
+        "trace": result.trace,
+        "fidelity": result.fidelity,
+        "seed": result.seed,
+        "start_s": tl.start_s,
+        "duration_s": tl.n_s,
+        "requests": round(requests),
+        "slo_ms": spec.slo.latency_ms,
+        "slo_quantile": spec.slo.latency_quantile,
+        "slo_attainment_goal": spec.slo.attainment,
+        "slo_attainment": attainment,
+        "meets_slo": attainment >= spec.slo.attainment,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "rejected": round(float(tl.rejected[w].sum())),
+        "replica_hours": float(tl.pods[w].sum()) / 3600.0,
+        "ready_replica_hours": ready_s / 3600.0,
+        "max_replicas_used": int(tl.pods[w].max()) if tl.n_s else 0,
+        "scale_events": cluster.scale_events,
+        "mean_gpu_util": gpu,
+        "wall_s": wall_s,
+        "knobs": dict(result.knobs),
+    }

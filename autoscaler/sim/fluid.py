@@ -1,0 +1,195 @@
+"""Fluid (per-second) serving: vectorized lookup tables over the analytic capacity model.
+
+Owns the fast fidelity of the simulator. `core/capacity.py` answers scalar questions about one
+replica at one rate (a few µs each); a 7-day replay asks them 600 k times per policy, so this
+module tabulates them once per batching configuration on a per-replica rate grid and answers
+whole arrays of seconds with `np.interp`. Each second is treated as a steady state at that
+second's rate (the analytic model already includes queueing within the second and rejections
+when the batch queue is full); backlog carried across seconds is not modelled, which
+`tests/test_sim_fidelity.py` bounds against the request-level DES.
+
+Also owns the run-level latency distribution: a 2-D table P(latency ≤ x | per-replica rate)
+mixed with the arrival-weighted rate histogram gives the exact (to grid resolution) p50/p95/p99
+over all requests of a replay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoscaler.core.capacity import CapacityModel
+from autoscaler.core.types import FloatArray
+from autoscaler.spec.types import SLO, BatchingParams
+
+RATE_POINTS = 400
+CDF_RATE_POINTS = 160
+LATENCY_GRID_MS = np.geomspace(0.5, 120_000.0, 140)
+LATENCY_CAP_MS = 120_000.0  # overloaded replicas report this instead of infinity
+REPORT_QUANTILES = (0.5, 0.95, 0.99)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else LATENCY_CAP_MS
+
+
+@dataclass(frozen=True)
+class SecondOutcome:
+    """Per-second outcome arrays of one fluid segment (all the same length)."""
+
+    served: FloatArray
+    rejected: FloatArray
+    within_slo: FloatArray  # requests served within the SLO latency
+    latency_q_ms: FloatArray  # latency at the SLO quantile
+    p50_ms: FloatArray
+    p99_ms: FloatArray
+    mean_latency_ms: FloatArray
+    busy: FloatArray  # busy fraction of the ready pods
+    mean_batch: FloatArray
+
+
+class RateTable:
+    """Per-replica quantities of one batching configuration, tabulated over the rate."""
+
+    def __init__(self, model: CapacityModel, params: BatchingParams, slo: SLO) -> None:
+        self.params = params
+        self.slo = slo
+        self.mu_rps = model.max_throughput_rps(params)
+        top = 1.25 * self.mu_rps
+        self.top_rps = top
+        # denser near the knee: uniform in sqrt-space is too coarse at the top, so use a plain grid
+        r = np.linspace(0.0, top, RATE_POINTS)
+        self.rates = r
+        ms = slo.latency_ms
+        q = slo.latency_quantile
+        self.within = np.array([model.fraction_within(x, params, ms) for x in r])
+        self.rejected = np.array([model.rejected_fraction(x, params) for x in r])
+        self.busy = np.array([model.busy_fraction(x, params) for x in r])
+        self.batch = np.array([model.mean_batch_size(x, params) for x in r])
+        self.mean_ms = np.array([_finite(model.mean_latency_ms(x, params)) for x in r])
+        self.lat_q = np.array([_finite(model.latency_quantile_ms(x, params, q)) for x in r])
+        # what TF Serving's histogram shows: latency of *served* requests only (rejections are not
+        # recorded); an overloaded replica serves what gets through a full batch queue
+        svc_full_ms = model.service.ms(params.max_batch_size)
+        self.full_queue_ms = params.max_enqueued_batches * svc_full_ms / params.num_batch_threads + svc_full_ms
+        self.lat_q_served = np.array(
+            [self._served_quantile(model, x, rej, q) for x, rej in zip(r, self.rejected, strict=True)]
+        )
+        self.p50 = np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r])
+        self.p99 = np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r])
+        self.service_ms_at_batch = np.array([model.service.ms(b) for b in self.batch])
+        # run-level CDF table on a coarser rate grid
+        cr = np.linspace(0.0, top, CDF_RATE_POINTS)
+        self.cdf_rates = cr
+        self.cdf = np.array([[model.fraction_within(x, params, float(lat)) for lat in LATENCY_GRID_MS] for x in cr])
+
+    def _served_quantile(self, model: CapacityModel, rate: float, rejected: float, q: float) -> float:
+        v = model.latency_quantile_ms(rate, self.params, min(q * (1.0 - rejected), 0.999999))
+        return min(v, self.full_queue_ms) if math.isfinite(v) else self.full_queue_ms
+
+    def rejected_count(self, arrivals: FloatArray, ready: FloatArray) -> FloatArray:
+        """Requests rejected per second (the only per-tick quantity the metrics need live)."""
+        n = np.maximum(ready, 1.0)
+        r = arrivals / n
+        f = np.interp(r, self.rates, self.rejected)
+        over = r > self.top_rps
+        if over.any():
+            f = np.where(over, 1.0 - (1.0 - self.rejected[-1]) * self.top_rps / np.maximum(r, 1e-12), f)
+        out: FloatArray = np.where(ready <= 0, arrivals, arrivals * f)
+        return out
+
+    def point(self, per_replica_rps: float) -> tuple[float, float, float, float]:
+        """(served latency at the SLO quantile ms, mean latency ms, mean batch, busy) at one rate."""
+        r = min(max(per_replica_rps, 0.0), self.top_rps)
+        x = self.rates
+        j = min(int(r / (x[1] - x[0])), len(x) - 2)
+        w = (r - x[j]) / (x[j + 1] - x[j])
+
+        def at(a: FloatArray) -> float:
+            return float(a[j] + (a[j + 1] - a[j]) * w)
+
+        return at(self.lat_q_served), at(self.mean_ms), at(self.batch), at(self.busy)
+
+    def outcome(self, arrivals: FloatArray, ready: FloatArray) -> SecondOutcome:
+        """Serve `arrivals[i]` requests in second i on `ready[i]` identical replicas."""
+        n = np.maximum(ready, 1.0)
+        r = arrivals / n
+        over = r > self.top_rps
+        rc = np.minimum(r, self.top_rps)
+        rej_f = np.interp(rc, self.rates, self.rejected)
+        within_f = np.interp(rc, self.rates, self.within)
+        if over.any():
+            # beyond the table: throughput is capped at mu, the excess is rejected
+            scale = np.where(over, self.top_rps / np.maximum(r, 1e-12), 1.0)
+            within_f = within_f * scale
+            rej_f = np.where(over, 1.0 - (1.0 - rej_f) * scale, rej_f)
+        none = ready <= 0
+        if none.any():
+            rej_f = np.where(none, 1.0, rej_f)
+            within_f = np.where(none, 0.0, within_f)
+        rejected = arrivals * rej_f
+        nan = np.where(none, np.nan, 0.0)
+        return SecondOutcome(
+            served=arrivals - rejected,
+            rejected=rejected,
+            within_slo=arrivals * within_f,
+            latency_q_ms=np.interp(rc, self.rates, self.lat_q) + nan,
+            p50_ms=np.interp(rc, self.rates, self.p50) + nan,
+            p99_ms=np.interp(rc, self.rates, self.p99) + nan,
+            mean_latency_ms=np.interp(rc, self.rates, self.mean_ms) + nan,
+            busy=np.where(none, 0.0, np.interp(rc, self.rates, self.busy)),
+            mean_batch=np.interp(rc, self.rates, self.batch) + nan,
+        )
+
+    def cdf_weights(self, per_replica_rps: FloatArray, weights: FloatArray) -> FloatArray:
+        """Arrival weights spread linearly onto the CDF rate grid (for the run-level CDF)."""
+        grid = self.cdf_rates
+        step = grid[1] - grid[0]
+        x = np.clip(per_replica_rps, 0.0, grid[-1]) / step
+        i0 = np.minimum(np.floor(x).astype(np.int64), len(grid) - 2)
+        frac = x - i0
+        w = np.zeros(len(grid))
+        np.add.at(w, i0, weights * (1.0 - frac))
+        np.add.at(w, i0 + 1, weights * frac)
+        return w
+
+    def run_cdf(self, grid_weights: FloatArray) -> FloatArray:
+        """P(latency ≤ LATENCY_GRID_MS[j]) mixed over the weights (unnormalized)."""
+        out: FloatArray = grid_weights @ self.cdf
+        return out
+
+
+_TABLES: dict[tuple[object, ...], RateTable] = {}
+
+
+def rate_table(model: CapacityModel, params: BatchingParams, slo: SLO) -> RateTable:
+    """Cached per (profile, service scale, params, SLO): building one takes ~0.5 s."""
+    key = (model.profile, model.service_scale, params, slo)
+    hit = _TABLES.get(key)
+    if hit is None:
+        hit = RateTable(model, params, slo)
+        _TABLES[key] = hit
+    return hit
+
+
+def quantiles_from_cdf(cdf: FloatArray, total: float, qs: tuple[float, ...]) -> list[float]:
+    """Invert a run-level CDF over LATENCY_GRID_MS (log-linear); inf if the quantile is never reached."""
+    out: list[float] = []
+    if total <= 0:
+        return [math.nan for _ in qs]
+    frac = np.maximum.accumulate(cdf / total)
+    logx = np.log(LATENCY_GRID_MS)
+    for q in qs:
+        if frac[-1] < q:
+            out.append(math.inf)
+            continue
+        j = int(np.searchsorted(frac, q, side="left"))
+        if j == 0:
+            out.append(float(LATENCY_GRID_MS[0]))
+            continue
+        f0, f1 = frac[j - 1], frac[j]
+        w = 0.0 if f1 <= f0 else (q - f0) / (f1 - f0)
+        out.append(float(math.exp(logx[j - 1] + w * (logx[j] - logx[j - 1]))))
+    return out

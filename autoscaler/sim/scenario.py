@@ -1,0 +1,246 @@
+"""What-if scenario files (`simulations/*.yaml`): which trace, spec, window, scale and policies.
+
+Owns the small YAML format that makes a comparison reproducible with one command
+(`tfserving-autoscaler simulate simulations/<name>.yaml`), and loading its inputs: the trace
+window, the per-second history before it (the forecasters' warm-up, as the daemon would fetch
+from Prometheus) and the spec. Paths are resolved relative to the scenario file first, then the
+repository root; traces may also be shipped trace names. Errors name the file, the field and
+what was expected.
+
+    name: nasa-1s-7d                   # default: the file's stem
+    trace: nasa_http_jul95_1s.csv.gz   # shipped trace name or path
+    spec: ../examples/resnet50-t4.yaml
+    rate_scale: 300                    # or target_peak_replicas: 20 (scale so the busiest second
+                                       #    needs that many replicas at the SLO capacity; for
+                                       #    interval traces the busiest interval's rate)
+    start_s: 604800                    # window start in the trace (default 0)
+    duration_s: 604800                 # default: to the end of the trace
+    history_s: 604800                  # history before the window for warm-up (default: spec's)
+    mask_gaps: true                    # logging gaps become missing data, not zero load
+    fidelity: fluid                    # or request
+    seed: 0
+    policies: [predictive, hpa-cpu]    # default: every registered policy
+    knobs: {predictive: {headroom: 0.1}}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from autoscaler.core.capacity import CapacityModel
+from autoscaler.core.types import FloatArray
+from autoscaler.sim.baselines import registry
+from autoscaler.sim.engine import FIDELITIES
+from autoscaler.sim.workload import Trace, load_trace, resolve_trace
+from autoscaler.spec import load_spec
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO_DIR = REPO_ROOT / "simulations"
+DEFAULT_SCENARIO = "azure-functions-8h"
+KNOWN_KEYS = {
+    "name",
+    "description",
+    "trace",
+    "spec",
+    "rate_scale",
+    "target_peak_replicas",
+    "start_s",
+    "duration_s",
+    "history_s",
+    "mask_gaps",
+    "fidelity",
+    "seed",
+    "policies",
+    "knobs",
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    trace: str
+    spec_path: Path
+    source: str = "<scenario>"
+    description: str = ""
+    rate_scale: float | None = None
+    target_peak_replicas: float | None = None
+    start_s: float = 0.0
+    duration_s: float | None = None
+    history_s: float | None = None
+    mask_gaps: bool = True
+    fidelity: str = "fluid"
+    seed: int = 0
+    policies: tuple[str, ...] = ()
+    knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a replay needs, loaded from a scenario."""
+
+    scenario: Scenario
+    spec: ServingAutoscalerSpec
+    trace: Trace
+    history_rps: FloatArray
+    rate_scale: float
+
+
+def _resolve(p: str, base: Path | None) -> Path:
+    cand = Path(p)
+    if cand.is_absolute():
+        return cand
+    if base is not None and (base / cand).exists():
+        return base / cand
+    return REPO_ROOT / cand
+
+
+def find_scenario(name_or_path: str) -> Path:
+    """A path as is, else `simulations/<name>.yaml`."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    q = SCENARIO_DIR / (name_or_path if name_or_path.endswith(".yaml") else f"{name_or_path}.yaml")
+    if q.is_file():
+        return q
+    known = ", ".join(sorted(x.stem for x in SCENARIO_DIR.glob("*.yaml"))) or "(none)"
+    raise ScenarioError(f"scenario {name_or_path!r}: no such file, and not a shipped scenario (shipped: {known})")
+
+
+def _num(src: str, doc: dict[str, Any], key: str, *, positive: bool = False, integer: bool = False) -> Any:
+    v = doc.get(key)
+    if v is None:
+        return None
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    if ok and integer:
+        ok = float(v).is_integer()
+    if ok and (float(v) <= 0 if positive else float(v) < 0):
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        bound = "> 0" if positive else ">= 0"
+        raise ScenarioError(f"{src}: {key}: expected {kind} {bound} (got {v!r})")
+    return int(v) if integer else float(v)
+
+
+def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{source}: expected a YAML mapping at the top level (got {type(doc).__name__})")
+    unknown = sorted(set(doc) - KNOWN_KEYS)
+    if unknown:
+        raise ScenarioError(f"{source}: {unknown[0]}: unknown field (expected one of {', '.join(sorted(KNOWN_KEYS))})")
+    for key in ("trace", "spec"):
+        if not isinstance(doc.get(key), str) or not doc.get(key):
+            raise ScenarioError(f"{source}: {key}: expected a file path or name (got {doc.get(key)!r})")
+    rate_scale = _num(source, doc, "rate_scale", positive=True)
+    peak = _num(source, doc, "target_peak_replicas", positive=True)
+    if rate_scale is not None and peak is not None:
+        raise ScenarioError(f"{source}: rate_scale: give either rate_scale or target_peak_replicas, not both")
+    fidelity = doc.get("fidelity", "fluid")
+    if fidelity not in FIDELITIES:
+        raise ScenarioError(f"{source}: fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    pols = doc.get("policies") or registry.names()
+    if isinstance(pols, str):
+        pols = [p.strip() for p in pols.split(",") if p.strip()]
+    if not isinstance(pols, list) or not all(isinstance(p, str) for p in pols):
+        raise ScenarioError(f"{source}: policies: expected a list of policy names (got {pols!r})")
+    for p in pols:
+        if p not in registry.POLICIES:
+            raise ScenarioError(
+                f"{source}: policies: unknown policy {p!r} (expected one of {', '.join(registry.names())})"
+            )
+    knobs = doc.get("knobs") or {}
+    if not isinstance(knobs, dict) or not all(isinstance(v, dict) for v in knobs.values()):
+        raise ScenarioError(f"{source}: knobs: expected a mapping policy -> {{knob: value}} (got {knobs!r})")
+    for p in knobs:
+        if p not in registry.POLICIES:
+            raise ScenarioError(f"{source}: knobs.{p}: unknown policy (expected one of {', '.join(registry.names())})")
+    mask = doc.get("mask_gaps", True)
+    if not isinstance(mask, bool):
+        raise ScenarioError(f"{source}: mask_gaps: expected true or false (got {mask!r})")
+    name = doc.get("name") or (Path(source).stem if source != "<scenario>" else "scenario")
+    return Scenario(
+        name=str(name),
+        description=str(doc.get("description", "")),
+        trace=str(doc["trace"]),
+        spec_path=_resolve(str(doc["spec"]), base),
+        source=source,
+        rate_scale=rate_scale,
+        target_peak_replicas=peak,
+        start_s=_num(source, doc, "start_s") or 0.0,
+        duration_s=_num(source, doc, "duration_s", positive=True),
+        history_s=_num(source, doc, "history_s"),
+        mask_gaps=mask,
+        fidelity=str(fidelity),
+        seed=_num(source, doc, "seed", integer=True) or 0,
+        policies=tuple(pols),
+        knobs={str(k): dict(v) for k, v in knobs.items()},
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = find_scenario(str(path))
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{p}: not valid YAML: {e}") from e
+    return parse_scenario(doc, str(p), p.parent)
+
+
+def _trace_path(sc: Scenario) -> Path:
+    base = Path(sc.source).parent if sc.source != "<scenario>" else None
+    cand = _resolve(sc.trace, base)
+    try:
+        return cand if cand.is_file() else resolve_trace(sc.trace)
+    except FileNotFoundError as e:
+        raise ScenarioError(f"{sc.source}: trace: {e}") from e
+
+
+def peak_rps(rate_per_s: FloatArray) -> float:
+    """The busiest second's offered load (for interval traces: the busiest interval's rate)."""
+    r = np.nan_to_num(rate_per_s)
+    return float(r.max()) if len(r) else 0.0
+
+
+def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
+    """Load spec, trace window and history. `overrides` replace scenario fields (CLI flags)."""
+    sc = replace(sc, **{k: v for k, v in overrides.items() if v is not None})
+    if not sc.spec_path.is_file():
+        raise ScenarioError(f"{sc.source}: spec: no such file {sc.spec_path}")
+    spec = load_spec(sc.spec_path)
+    path = _trace_path(sc)
+    full = load_trace(path, mask_gaps=sc.mask_gaps)
+    step = full.step_s or 1.0
+    end = full.start_s + full.duration_s
+    if not (0 <= sc.start_s < end):
+        raise ScenarioError(
+            f"{sc.source}: start_s: expected a time in [0, {end:g}) s of the trace (got {sc.start_s:g})"
+        )
+    duration = sc.duration_s if sc.duration_s is not None else end - sc.start_s
+    duration = min(duration, end - sc.start_s)
+    scale = sc.rate_scale
+    if scale is None:
+        window = full.rate_per_second()[int(sc.start_s) : int(sc.start_s + duration)]
+        peak = peak_rps(window)
+        cap = CapacityModel(spec.profile).capacity_at_slo_rps(spec.batching.initial, spec.slo)
+        target = sc.target_peak_replicas or 20.0
+        scale = 1.0 if peak <= 0 or cap <= 0 else target * cap / peak
+    trace = load_trace(path, rate_scale=scale, start_s=sc.start_s, duration_s=duration, mask_gaps=sc.mask_gaps)
+    hist_s = sc.history_s if sc.history_s is not None else float(spec.forecaster.history_s)
+    h_len = math.floor(min(hist_s, sc.start_s) / step) * step
+    history = np.zeros(0)
+    if h_len > 0:
+        history = load_trace(
+            path, rate_scale=scale, start_s=sc.start_s - h_len, duration_s=h_len, mask_gaps=sc.mask_gaps
+        ).rate_per_second()
+    return Inputs(scenario=sc, spec=spec, trace=trace, history_rps=history, rate_scale=scale)

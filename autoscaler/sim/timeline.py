@@ -1,0 +1,122 @@
+"""Per-second record of one replay: the simulator's ground truth, second by second.
+
+Owned separately from the engine so that the metrics pipeline (which may only read the past),
+the report writer and the tests all read the same arrays. Index `i` is second `i - preroll_s`
+of the replay window: the first `preroll_s` seconds are a warm-up before the window (filled from
+the trace's history) that gives the Prometheus counters and rate windows data at t = 0; they
+are excluded from every summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autoscaler.core.types import FloatArray
+
+# columns written to timeline.csv, in order (t_s is added in front)
+CSV_COLUMNS = (
+    "arrivals",
+    "served",
+    "rejected",
+    "within_slo",
+    "ready_replicas",
+    "pods",
+    "desired_replicas",
+    "latency_slo_q_ms",
+    "p50_ms",
+    "p99_ms",
+    "gpu_util",
+    "mean_batch",
+    "forecast_rps",
+    "forecast_lo_rps",
+    "forecast_hi_rps",
+)
+
+
+@dataclass
+class Timeline:
+    """Preallocated per-second arrays; `filled` is the first index not yet simulated."""
+
+    preroll_s: int
+    n_s: int  # seconds in the replay window
+    start_s: float  # absolute trace time of window second 0
+    arrivals: FloatArray = field(init=False)
+    served: FloatArray = field(init=False)
+    rejected: FloatArray = field(init=False)
+    within_slo: FloatArray = field(init=False)
+    ready: FloatArray = field(init=False)
+    pods: FloatArray = field(init=False)  # pods that exist (Pending + Running): what is paid for
+    desired: FloatArray = field(init=False)
+    latency_q_ms: FloatArray = field(init=False)  # latency at the SLO quantile (rejected = late)
+    served_latency_q_ms: FloatArray = field(init=False)  # same over served requests (TF Serving's view)
+    p50_ms: FloatArray = field(init=False)
+    p99_ms: FloatArray = field(init=False)
+    mean_latency_ms: FloatArray = field(init=False)
+    busy: FloatArray = field(init=False)  # mean busy fraction of the ready pods (GPU utilization)
+    mean_batch: FloatArray = field(init=False)
+    forecast: FloatArray = field(init=False)
+    forecast_lo: FloatArray = field(init=False)
+    forecast_hi: FloatArray = field(init=False)
+    # cum_share[i] = sum over seconds < i of served / ready: the request counter of a pod that was
+    # ready all along (load is balanced evenly over ready pods)
+    cum_share: FloatArray = field(init=False)
+    cum_arrivals: FloatArray = field(init=False)  # cumulative sums (index i = seconds < i)
+    cum_served: FloatArray = field(init=False)
+    cum_rejected: FloatArray = field(init=False)
+    cum_ready: FloatArray = field(init=False)
+    filled: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.preroll_s + self.n_s
+        for name in (
+            "arrivals",
+            "served",
+            "rejected",
+            "within_slo",
+            "ready",
+            "pods",
+            "desired",
+            "busy",
+        ):
+            setattr(self, name, np.zeros(n))
+        for name in (
+            "latency_q_ms",
+            "served_latency_q_ms",
+            "p50_ms",
+            "p99_ms",
+            "mean_latency_ms",
+            "mean_batch",
+            "forecast",
+            "forecast_lo",
+            "forecast_hi",
+        ):
+            setattr(self, name, np.full(n, np.nan))
+        self.cum_share = np.zeros(n + 1)
+        self.cum_arrivals = np.zeros(n + 1)
+        self.cum_served = np.zeros(n + 1)
+        self.cum_rejected = np.zeros(n + 1)
+        self.cum_ready = np.zeros(n + 1)
+
+    @property
+    def size(self) -> int:
+        return self.preroll_s + self.n_s
+
+    def index(self, t_s: int) -> int:
+        """Array index of window second `t_s` (negative t_s are pre-roll seconds)."""
+        return t_s + self.preroll_s
+
+    def close(self, lo: int, hi: int) -> None:
+        """Seconds [lo, hi) (indices) are simulated: extend the cumulative per-pod counter."""
+        ready = self.ready[lo:hi]
+        share = np.divide(self.served[lo:hi], ready, out=np.zeros(hi - lo), where=ready > 0)
+        self.cum_share[lo + 1 : hi + 1] = self.cum_share[lo] + np.cumsum(share)
+        self.cum_arrivals[lo + 1 : hi + 1] = self.cum_arrivals[lo] + np.cumsum(self.arrivals[lo:hi])
+        self.cum_served[lo + 1 : hi + 1] = self.cum_served[lo] + np.cumsum(self.served[lo:hi])
+        self.cum_rejected[lo + 1 : hi + 1] = self.cum_rejected[lo] + np.cumsum(self.rejected[lo:hi])
+        self.cum_ready[lo + 1 : hi + 1] = self.cum_ready[lo] + np.cumsum(ready)
+        self.filled = hi
+
+    def window(self) -> slice:
+        return slice(self.preroll_s, self.preroll_s + self.n_s)

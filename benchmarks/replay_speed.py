@@ -1,0 +1,96 @@
+"""Replay speed: seconds of wall time to replay 7 days of 1 s traffic through each policy (fluid).
+
+The what-if simulator must be fast enough to compare every policy on a week of real traffic
+interactively: target ≤ 10 s per policy for the 7-day, 1 s NASA-HTTP window (604,800 steps,
+scaled so the busiest minute needs ~20 T4 replicas). Tables are built once (a first untimed run
+of a cheap policy) so the numbers are the replay itself. Writes benchmarks/results/replay_speed.json.
+
+    .venv/bin/python benchmarks/replay_speed.py [--policies a,b] [--days 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.sim import engine
+from autoscaler.sim.baselines import registry
+from autoscaler.sim.scenario import load_inputs, load_scenario
+
+RESULTS = Path(__file__).resolve().parent / "results" / "replay_speed.json"
+TARGET_S = 10.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policies", help="comma-separated (default: all)")
+    ap.add_argument("--days", type=float, default=7.0)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    console = Console(width=120)
+    policies = args.policies.split(",") if args.policies else registry.names()
+    t0 = time.perf_counter()
+    inp = load_inputs(load_scenario("nasa-1s-7d"), duration_s=args.days * 86_400.0)
+    load_s = time.perf_counter() - t0
+    engine.run(inp.trace, inp.spec, "static-peak")  # builds the fluid tables (untimed)
+    rows = []
+    for name in policies:
+        t = time.perf_counter()
+        try:
+            res = engine.run(inp.trace, inp.spec, name, history_rps=inp.history_rps)
+            s = res.summary
+            err = None
+        except Exception as e:  # report, keep measuring the others
+            s, err = {}, f"{type(e).__name__}: {e}"
+        wall = time.perf_counter() - t
+        rows.append(
+            {
+                "policy": name,
+                "wall_s": wall,
+                "seconds_replayed": inp.trace.n_seconds,
+                "sim_seconds_per_wall_second": inp.trace.n_seconds / wall,
+                "meets_target": wall <= TARGET_S,
+                "slo_attainment": s.get("slo_attainment"),
+                "replica_hours": s.get("replica_hours"),
+                "error": err,
+            }
+        )
+        console.print(f"{name}: {wall:.1f} s")
+    doc = {
+        "trace": inp.trace.name,
+        "window_s": inp.trace.n_seconds,
+        "start_s": inp.trace.start_s,
+        "rate_scale": inp.rate_scale,
+        "fidelity": "fluid",
+        "target_s_per_policy": TARGET_S,
+        "trace_load_s": load_s,
+        "policies": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    t = Table(
+        title=f"replay speed: {inp.trace.n_seconds:,} s of {inp.trace.name} at 1 s (fluid), target ≤ {TARGET_S:g} s"
+    )
+    for col in ("policy", "wall s", "sim-s / wall-s", "≤ target", "attainment", "replica-h"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for r in rows:
+        t.add_row(
+            r["policy"],
+            f"{r['wall_s']:.1f}",
+            f"{r['sim_seconds_per_wall_second']:,.0f}",
+            "[green]yes[/green]" if r["meets_target"] else "[red]no[/red]",
+            "–" if r["slo_attainment"] is None else f"{r['slo_attainment'] * 100:.3f} %",
+            "–" if r["replica_hours"] is None else f"{r['replica_hours']:.0f}",
+        )
+    console.print(t)
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The simulated Deployment: startup delays, ReplicaSet deletion order, rolling batching updates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from autoscaler.sim.cluster import Cluster, startup_quantile_s
+from autoscaler.spec.types import BatchingParams, StartupSpec
+
+P0 = BatchingParams(max_batch_size=16)
+P1 = BatchingParams(max_batch_size=32)
+
+
+def test_startup_delays_are_lognormal_around_the_spec_mean() -> None:
+    spec = StartupSpec(jitter_cv=0.2)
+    c = Cluster(spec, P0, initial_replicas=0, seed=3)
+    draws = np.array([c.draw_startup_s() for _ in range(4000)])
+    assert abs(draws.mean() / spec.mean_s - 1.0) < 0.02
+    assert abs(draws.std() / draws.mean() - 0.2) < 0.02
+    # the quantile helper agrees with the draws
+    q999 = startup_quantile_s(spec, 0.999)
+    assert 0.997 < float(np.mean(draws <= q999)) <= 1.0
+
+
+def test_new_pods_are_pending_until_their_startup_delay_passed() -> None:
+    c = Cluster(StartupSpec(jitter_cv=0.0), P0, initial_replicas=2, seed=0)
+    c.patch_replicas(5, now_s=100)
+    assert c.ready_count(100) == 2 and len(c.pods) == 5
+    delay = math.ceil(StartupSpec().mean_s)
+    assert c.ready_count(100 + delay - 1) == 2
+    assert c.ready_count(100 + delay) == 5
+    assert c.scale_events == 1
+
+
+def test_scale_down_removes_unready_pods_first_then_the_newest_ready() -> None:
+    c = Cluster(StartupSpec(jitter_cv=0.0), P0, initial_replicas=3, seed=0)
+    c.patch_replicas(4, now_s=0)  # one more, ready at 60
+    c.patch_replicas(5, now_s=100)  # one more, ready at 160
+    newest_ready = max((p for p in c.pods if p.ready_s <= 120), key=lambda p: p.ready_s)
+    c.patch_replicas(3, now_s=120)
+    ids = {p.pod_id for p in c.pods}
+    assert all(p.ready_s <= 120 for p in c.pods), "the pending pod must go first"
+    assert newest_ready.pod_id not in ids, "then the most recently ready one"
+    assert len(c.pods) == 3
+
+
+def test_rolling_batching_update_keeps_ready_count_and_bounds_surge() -> None:
+    c = Cluster(StartupSpec(jitter_cv=0.3), P0, initial_replicas=8, seed=1)
+    assert c.patch_batching(P1, now_s=0)
+    assert not c.patch_batching(P1, now_s=0)
+    surge = math.ceil(0.25 * 8)
+    t = 0
+    while any(p.params != P1 for p in c.pods) and t < 2000:
+        t += 1
+        c.on_second(t)
+        assert c.ready_count(t) >= 8, f"maxUnavailable 0 violated at t={t}"
+        assert len(c.pods) <= 8 + surge, f"surge exceeded at t={t}"
+    assert t < 2000, "rollout never finished"
+    assert len(c.pods) == 8 and all(p.params == P1 for p in c.pods)
+    assert c.running_batching(t) == P1

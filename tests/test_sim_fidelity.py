@@ -1,0 +1,79 @@
+"""Fluid (analytic, per second) and request-level (exact DES) fidelities agree on a shipped trace.
+
+Window: 30 min of the Azure Functions HTTP trace (interval trace: Poisson arrivals within each
+minute), scaled so the busiest minute needs 3 replicas at the SLO capacity (~1.3 M requests
+through the DES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from autoscaler.core.capacity import CapacityModel
+from autoscaler.sim import engine
+from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
+from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
+
+
+@pytest.fixture(scope="module")
+def window() -> tuple[Inputs, np.ndarray, np.ndarray]:
+    inp = load_inputs(load_scenario("azure-functions-8h"), target_peak_replicas=3.0, duration_s=1800.0, start_s=7200.0)
+    arrivals = inp.trace.arrivals(7)
+    n = inp.trace.n_seconds
+    counts = np.bincount(np.floor(arrivals).astype(np.int64), minlength=n)[:n].astype(np.float64)
+    return inp, arrivals, counts
+
+
+class Fixed:
+    name: ClassVar[str] = "fixed"
+    knob: ClassVar[str] = "replicas"
+    clairvoyant: ClassVar[bool] = False
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.period_s = 15.0
+
+    def start(self, ctx: PolicyContext) -> None:
+        pass
+
+    def decide(self, view: ClusterView) -> PolicyOutput:
+        return PolicyOutput(self.replicas)
+
+
+@pytest.mark.parametrize(("policy", "target_fraction"), [("hpa-rps", 0.6), ("oracle", None)])
+def test_fidelities_agree_under_the_same_policy(
+    window: tuple[Inputs, np.ndarray, np.ndarray], policy: str, target_fraction: float | None
+) -> None:
+    """Reactive policies tuned to a sane target (a fraction of the SLO capacity), and the oracle."""
+    inp, arrivals, counts = window
+    knobs = {}
+    if target_fraction is not None:
+        cap = CapacityModel(inp.spec.profile).capacity_at_slo_rps(inp.spec.batching.initial, inp.spec.slo)
+        knobs = {"target_rps_per_pod" if policy == "hpa-rps" else "threshold_rps": target_fraction * cap}
+    fluid = engine.run_rates(counts, inp.spec, policy, knobs=knobs, seed=1).summary
+    exact = engine.run_rates(
+        counts, inp.spec, policy, knobs=knobs, fidelity="request", arrivals_s=arrivals, seed=1
+    ).summary
+    assert exact["requests"] == len(arrivals) == fluid["requests"]
+    assert abs(fluid["slo_attainment"] - exact["slo_attainment"]) <= 0.02
+    assert abs(fluid["replica_hours"] / exact["replica_hours"] - 1.0) <= 0.01
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_fidelities_agree_on_an_undersized_fleet(window: tuple[Inputs, np.ndarray, np.ndarray], replicas: int) -> None:
+    """Overload is where a fluid model usually breaks: misses and rejections must still agree."""
+    inp, arrivals, counts = window
+    spec = replace(inp.spec, min_replicas=1)
+    fluid = engine.run_rates(counts, spec, Fixed(replicas), seed=1).summary
+    exact = engine.run_rates(counts, spec, Fixed(replicas), fidelity="request", arrivals_s=arrivals, seed=1).summary
+    assert abs(fluid["slo_attainment"] - exact["slo_attainment"]) <= 0.02
+    if replicas == 1:
+        assert exact["rejected"] > 0.05 * exact["requests"], "one replica must be overloaded here"
+        # Known limit of the fluid model: in deep overload (one replica at ~2x its capacity) each
+        # second is a steady state, so it rejects up to ~40 % more than a queue that carries bursts
+        # across seconds; late + rejected (the attainment above) still agree.
+        assert 1.0 <= fluid["rejected"] / exact["rejected"] <= 1.5
