@@ -63,6 +63,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip PNGs (summary, timelines, HTML only)")
     parser.add_argument("--no-timelines", action="store_true", help="skip the per-second timeline CSVs")
+    from autoscaler.commands.simulate_history import add_arguments
+
+    add_arguments(parser)
 
 
 def parse_knobs(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -102,6 +105,10 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 120)
+    if args.from_prometheus:
+        from autoscaler.commands.simulate_history import run_from_prometheus
+
+        return run_from_prometheus(args, console)
     try:
         sc = _scenario_from_args(args)
         overrides: dict[str, Any] = {
