@@ -28,7 +28,10 @@ from autoscaler.core.batchqueue import simulate_replica
 from autoscaler.core.capacity import CapacityModel, ServiceTime
 from autoscaler.spec.types import SLO, BatchingParams, BatchingSpec, ServiceProfile, ServingAutoscalerSpec, TargetRef
 
-PROFILE = ServiceProfile()
+# Thread count = parallel servers here (a device that runs `num_batch_threads` batches at once), the
+# setting these results were measured in; the product default for one GPU is device_parallelism=1,
+# which tests/test_capacity.py validates separately.
+PROFILE = ServiceProfile(device_parallelism=64)
 SVC = ServiceTime(PROFILE)
 RESULTS = Path(__file__).parent / "results" / "capacity_model.json"
 
