@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 
+from autoscaler.actuators.status import CrStatusWriter
 from autoscaler.runtime.app import Closer, Daemon, ServerFactory, Servers
 from autoscaler.runtime.clock import WallClock
 from autoscaler.runtime.logs import setup_json_logging
@@ -112,6 +113,7 @@ async def _main(args: argparse.Namespace) -> None:
         forecaster_factory=pool.driver,
         period_s=args.period_s,
         history=prometheus_history(args.prometheus_url) if args.prometheus_url else None,
+        status_writer=None if args.no_crd else CrStatusWriter(kube.api_client),
     )
     reporter = SpecErrorReporter(telemetry, clock, kube.events)
     watcher = SpecWatcher(

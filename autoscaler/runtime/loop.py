@@ -39,6 +39,12 @@ class ForecastLike(Protocol):
     def forecast(self, now_s: float, horizon_s: float) -> Forecast | None: ...
 
 
+class StatusWriter(Protocol):
+    """Publishes a decision into the spec's custom resource status (actuators/status.py)."""
+
+    def write(self, spec: ServingAutoscalerSpec, decision: Decision) -> bool: ...
+
+
 ForecasterFactory = Callable[[ServingAutoscalerSpec], ForecastLike | None]
 # (spec, now_s) -> requests/s per forecaster step ending at now_s (NaN = no data); raises on failure
 HistoryFetcher = Callable[[ServingAutoscalerSpec, float], FloatArray]
@@ -93,6 +99,7 @@ class ControlLoop:
         keep_history: bool = False,
         before_tick: Callable[[], None] | None = None,
         history: HistoryFetcher | None = None,
+        status_writer: StatusWriter | None = None,
     ) -> None:
         self.clock = clock
         self.source = source
@@ -108,6 +115,7 @@ class ControlLoop:
         self.stats = LoopStats()
         self._before_tick = before_tick
         self._history = history
+        self._status = status_writer
 
     # ------------------------------------------------------------------ specs
     def set_specs(self, specs: Sequence[ServingAutoscalerSpec]) -> None:
@@ -227,6 +235,8 @@ class ControlLoop:
         leader = self.is_leader()
         if leader:
             result = await asyncio.to_thread(self.actuator.apply, spec, decision)
+            if self._status is not None:  # only the leader writes the custom resource's status
+                await asyncio.to_thread(self._status.write, spec, decision)
         else:
             result = standby_result(spec, decision)
         if (
