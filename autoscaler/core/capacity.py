@@ -182,6 +182,12 @@ class Steady:
     _part_first_w: FloatArray = field(init=False, repr=False, compare=False)
     _part_other_w: FloatArray = field(init=False, repr=False, compare=False)
     _full_idx: FloatArray = field(init=False, repr=False, compare=False)
+    _part_wait_floor_s: FloatArray = field(init=False, repr=False, compare=False)
+    _full_w: FloatArray = field(init=False, repr=False, compare=False)
+    _full_a_s: FloatArray = field(init=False, repr=False, compare=False)
+    _full_lo_s: FloatArray = field(init=False, repr=False, compare=False)
+    _full_fill_s: FloatArray = field(init=False, repr=False, compare=False)
+    _full_fill_floor_s: FloatArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         big_b = len(self.service_s) - 1
@@ -193,7 +199,16 @@ class Steady:
         object.__setattr__(self, "_part_first_w", w)
         object.__setattr__(self, "_part_other_w", w * sizes.astype(np.float64))  # k - 1 = index
         full_w = self.wait_p * self.size_p[:, big_b]
-        object.__setattr__(self, "_full_idx", np.nonzero(full_w > 1e-9)[0])
+        idx = np.nonzero(full_w > 1e-9)[0]
+        object.__setattr__(self, "_full_idx", idx)
+        # y-independent pieces of cdf_many, computed once
+        object.__setattr__(self, "_part_wait_floor_s", np.maximum(self._part_wait_s, 1e-12)[None, :])
+        a_b, f_b = self.full_wait_s[None, idx], self.fill_s[None, idx]
+        object.__setattr__(self, "_full_w", self.wait_p[idx] * self.size_p[idx, big_b])
+        object.__setattr__(self, "_full_a_s", a_b)
+        object.__setattr__(self, "_full_lo_s", a_b - f_b)
+        object.__setattr__(self, "_full_fill_s", f_b)
+        object.__setattr__(self, "_full_fill_floor_s", np.maximum(f_b, 1e-12))
 
     def cdf(self, latency_s: float) -> float:
         """P(latency ≤ x) among *served* requests."""
@@ -209,17 +224,16 @@ class Steady:
         y = x[:, None] - self._part_service_s[None, :]
         a = self._part_wait_s[None, :]
         num = (a <= y).astype(np.float64) @ self._part_first_w
-        num = num + np.clip(y / np.maximum(a, 1e-12), 0.0, 1.0) @ self._part_other_w
+        num = num + np.clip(y / self._part_wait_floor_s, 0.0, 1.0) @ self._part_other_w
         # full batches: waits from max(fill, R) down to max(fill, R) - fill, plus the queue X
-        idx = self._full_idx
-        if idx.size:
-            w_b = self.wait_p[idx] * self.size_p[idx, big_b]
+        if self._full_idx.size:
+            w_b = self._full_w
             y_b = (x - self.service_s[big_b])[:, None]
-            a_b, f_b = self.full_wait_s[None, idx], self.fill_s[None, idx]
+            a_b, f_b = self._full_a_s, self._full_fill_s
             pq, mq = self.queue_p, self.queue_mean_s
-            lo = a_b - f_b
+            lo = self._full_lo_s
             first_b = np.where(a_b <= y_b, 1.0 - pq * np.exp(-np.maximum(y_b - a_b, 0.0) / mq), 0.0)
-            other_b = (1.0 - pq) * np.clip((y_b - lo) / np.maximum(f_b, 1e-12), 0.0, 1.0)
+            other_b = (1.0 - pq) * np.clip((y_b - lo) / self._full_fill_floor_s, 0.0, 1.0)
             other_b = other_b + pq * _uniform_plus_exp_cdf(y_b, lo, f_b, mq)
             num = num + (first_b + (big_b - 1) * other_b) @ w_b
         out: FloatArray = np.minimum(1.0, num / self.batch_size)
@@ -301,29 +315,46 @@ class CapacityModel:
         lgam = np.array([math.lgamma(j + 1.0) for j in range(big_b)])
         extra = np.arange(big_b, dtype=np.float64)  # arrivals after the first: 0 .. B-1
         pi = warm.copy() if warm is not None and len(warm) == big_b + 1 else np.eye(big_b + 1)[1]
-        wait_p = r = a = size_p = np.zeros(1)
-        u = 0.0
-        for _ in range(400):
-            mean_k, mean_s = float(pi @ k), float(pi @ svc)
-            u = min(1.0 - 1e-12, lam * mean_s / (c * mean_k))
-            surv = (lam_resid @ pi) * (u * (resid @ pi) / mean_s) ** (c - 1)
-            r = np.concatenate(([0.0], 0.5 * (grid[:-1] + grid[1:])))
-            wait_p = np.concatenate(([1.0 - surv[0]], surv[:-1] - surv[1:]))
-            wait_p[-1] += surv[-1]
-            busy = float(wait_p[1:].sum())
-            if c >= 2 and busy > 0.0:
-                mid = float(wait_p[1:] @ r[1:]) / busy
-                r[1:] = np.maximum(mid + _STAGGER * (r[1:] - mid), 0.0)
-            a = np.maximum(r, timeout_s)
+        r0 = np.concatenate(([0.0], 0.5 * (grid[:-1] + grid[1:])))
+        extra_b, lgam_b = extra[None, : big_b - 1], lgam[None, : big_b - 1]
+        first_only = (extra_b == 0).astype(np.float64)
+
+        def batch_sizes(a: FloatArray) -> FloatArray:
+            """P(K = k | node) when the batch accumulates for `a` seconds at each node."""
             size_p = np.zeros((len(a), big_b + 1))
             if big_b == 1:
                 size_p[:, 1] = 1.0
             else:
                 m = lam * a[:, None]
-                logp = -m + extra[None, : big_b - 1] * np.log(np.maximum(m, 1e-300)) - lgam[None, : big_b - 1]
-                pmf = np.where(m > 0.0, np.exp(logp), (extra[None, : big_b - 1] == 0).astype(np.float64))
+                logp = -m + extra_b * np.log(np.maximum(m, 1e-300)) - lgam_b
+                pmf = np.where(m > 0.0, np.exp(logp), first_only)
                 size_p[:, 1:big_b] = pmf
                 size_p[:, big_b] = np.clip(1.0 - pmf.sum(axis=1), 0.0, None)
+            return size_p
+
+        # with one server the wait nodes do not move, so A and P(K | node) are loop invariants
+        staggered = c >= 2
+        r = r0.copy()
+        a = np.maximum(r, timeout_s)
+        size_p = batch_sizes(a)
+        wait_p = np.zeros(1)
+        u = 0.0
+        for _ in range(400):
+            mean_k, mean_s = float(pi @ k), float(pi @ svc)
+            u = min(1.0 - 1e-12, lam * mean_s / (c * mean_k))
+            surv = lam_resid @ pi  # with one server the factor below is x ** 0 == 1 exactly
+            if staggered:
+                surv = surv * (u * (resid @ pi) / mean_s) ** (c - 1)
+            wait_p = np.concatenate(([1.0 - surv[0]], surv[:-1] - surv[1:]))
+            wait_p[-1] += surv[-1]
+            if staggered:
+                r = r0.copy()
+                busy = float(wait_p[1:].sum())
+                if busy > 0.0:
+                    mid = float(wait_p[1:] @ r[1:]) / busy
+                    r[1:] = np.maximum(mid + _STAGGER * (r[1:] - mid), 0.0)
+                a = np.maximum(r, timeout_s)
+                size_p = batch_sizes(a)
             new = wait_p @ size_p
             if float(np.abs(new - pi).max()) < 1e-6:
                 pi = new
