@@ -33,6 +33,7 @@ the HPA replicas the pre-start load history would have produced (not what upstre
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -72,20 +73,25 @@ def holt_winters_additive(
     smooth = values[0]
     out = [smooth] if smoothed else []
     a1, b1, g1 = 1.0 - alpha, 1.0 - beta, 1.0 - gamma
-    k = 0
-    for i in range(1, n):
-        k += 1
-        if k == L:
-            k = 0
-        val = values[i]
-        last_smooth = smooth
-        sk = seasonals[k]
-        smooth = alpha * (val - sk) + a1 * (smooth + trend)
-        trend = beta * (smooth - last_smooth) + b1 * trend
-        sk = gamma * (val - smooth) + g1 * sk
-        seasonals[k] = sk
-        if smoothed:
+    # Season index k of point i is i % L; the loops below walk (value, k) pairs without index
+    # arithmetic (the same floating-point operations in the same order as the plain recursion).
+    pairs = zip(itertools.islice(values, 1, None), itertools.islice(itertools.cycle(range(L)), 1, None), strict=False)
+    if smoothed:
+        for val, k in pairs:
+            last_smooth = smooth
+            sk = seasonals[k]
+            smooth = alpha * (val - sk) + a1 * (smooth + trend)
+            trend = beta * (smooth - last_smooth) + b1 * trend
+            sk = gamma * (val - smooth) + g1 * sk
+            seasonals[k] = sk
             out.append(smooth + trend + sk)
+    else:
+        for val, k in pairs:
+            last_smooth = smooth
+            sk = seasonals[k]
+            smooth = alpha * (val - sk) + a1 * (smooth + trend)
+            trend = beta * (smooth - last_smooth) + b1 * trend
+            seasonals[k] = gamma * (val - smooth) + g1 * sk
     for m in range(1, horizon + 1):
         out.append(smooth + m * trend + seasonals[(n - 1 + m) % L])
     return np.asarray(out, dtype=np.float64)
@@ -138,11 +144,13 @@ class PredictiveHpaPolicy:
         self.history: list[tuple[float, int]] = []  # (time, calculated replicas), in upstream's order
         self.sync_periods_passed = 1
         self.decisions: list[tuple[float, int]] = []  # downscale stabilization history
+        self._sorted_len = -1  # len(history) right after the last prune (sorted newest first), -1 = unknown
 
     def start(self, ctx: PolicyContext) -> None:
         self.history = []
         self.sync_periods_passed = 1
         self.decisions = []
+        self._sorted_len = -1
         if self.warm_start and len(ctx.history_rps):
             self._seed(ctx)
 
@@ -166,20 +174,27 @@ class PredictiveHpaPolicy:
         """`GetPrediction`: 0 before enough history, else ceil of the one-step Holt-Winters forecast."""
         if not self.can_predict():
             return 0
-        series = [float(r) for _, r in self.history]
-        if self.chronological_history:
-            series = [float(r) for _, r in sorted(self.history)]
+        history = sorted(self.history) if self.chronological_history else self.history
+        series = np.fromiter((r for _, r in history), dtype=np.float64, count=len(history))
         forecast = holt_winters_additive(
-            np.asarray(series), self.seasonal_periods, self.alpha, self.beta, self.gamma, horizon=1, smoothed=False
+            series, self.seasonal_periods, self.alpha, self.beta, self.gamma, horizon=1, smoothed=False
         )
         return math.ceil(float(forecast[-1]))
 
     def prune(self) -> None:
         """`PruneHistory`: sort newest first, keep whole seasons up to `storedSeasons`."""
-        self.history.sort(key=lambda tr: tr[0], reverse=True)
+        h = self.history
+        if self._sorted_len == len(h) - 1 and (len(h) == 1 or h[-1][0] > h[0][0]):
+            # Fast path: the rest is already newest first (the previous prune sorted it) and the
+            # point just appended is strictly the newest, so the stable sort would move it to the
+            # front and leave the others in place.
+            h.insert(0, h.pop())
+        else:
+            h.sort(key=lambda tr: tr[0], reverse=True)
         seasons_to_remove = len(self.history) // self.seasonal_periods - self.stored_seasons
         keep = len(self.history) - seasons_to_remove * self.seasonal_periods
         del self.history[keep:]
+        self._sorted_len = len(self.history)
 
     def decide(self, view: ClusterView) -> PolicyOutput:
         calculated, detail = self.hpa.proposal(view)
