@@ -24,7 +24,6 @@ import pytest
 import pytest_asyncio
 
 from autoscaler.actuators.base import ActuationResult, ReplicaStatus, ScaleOutcome
-from autoscaler.core.decide import State  # noqa: F401  (the loop builds it; imported to fail fast)
 from autoscaler.core.store import DecisionStore
 from autoscaler.core.types import Decision
 from autoscaler.deploy.grafana import dashboard, panels

@@ -26,8 +26,6 @@ from autoscaler.core.types import TargetKey
 
 log = logging.getLogger(__name__)
 
-SPEC_ERRORS = n.SPEC_ERRORS
-TICKS = n.TICKS
 
 _LABELS = ("namespace", "deployment")
 _TARGET_LABELS = ("namespace", "deployment", "model")
@@ -152,9 +150,9 @@ class Telemetry:
             n.BATCHING_ROLLOUT_PENDING, "1 while a batching rollout is in progress.", _LABELS, registry=self.registry
         )
         self.spec_errors = Gauge(
-            SPEC_ERRORS, "1 while a spec source is invalid (last good spec kept).", ["source"], registry=self.registry
+            n.SPEC_ERRORS, "1 while a spec source is invalid (last good spec kept).", ["source"], registry=self.registry
         )
-        self.ticks = Counter(TICKS.removesuffix("_total"), "Control-loop ticks.", ["result"], registry=self.registry)
+        self.ticks = Counter(n.TICKS.removesuffix("_total"), "Control-loop ticks.", ["result"], registry=self.registry)
         self.leader.set(0)
         self.ready = False
 
