@@ -194,7 +194,17 @@ class ScrapeSource:
         def rate(ws: list[list[_Snap]], **match: str) -> float:
             return sum(_increase(w, _RC, model_name=model, **match) / (w[-1].time_s - w[0].time_s) for w in ws)
 
-        total = rate(wins)
+        def error_rate(ws: list[list[_Snap]]) -> float:
+            """Non-OK, non-UNAVAILABLE requests/s: subtract whole counter increases per pod, then divide
+            (subtracting the divided rates leaves float residue that would read as a tiny error rate)."""
+            out = 0.0
+            for w in ws:
+                n = _increase(w, _RC, model_name=model)
+                n -= _increase(w, _RC, model_name=model, status="OK")
+                n -= _increase(w, _RC, model_name=model, status="UNAVAILABLE")
+                out += max(0.0, n) / (w[-1].time_s - w[0].time_s)
+            return out
+
         ok = rate(wins, status="OK")
         rejected = rate(wins, status="UNAVAILABLE")
         burst = rate(bursts) if bursts else math.nan
@@ -211,7 +221,7 @@ class ScrapeSource:
             time_s=now_s,
             request_rate_rps=Signal.of(ok, f"direct scrape of {len(wins)} pods{note}"),
             burst_rate_rps=Signal.of(burst, f"direct scrape, {spec.provisioning.burst_window_s:g}s window"),
-            error_rate_rps=Signal.of(max(0.0, total - ok - rejected)),  # no float residue below 0
+            error_rate_rps=Signal.of(error_rate(wins)),
             rejected_rps=Signal.of(rejected),
             latency_ms=_nan_is_missing(lat_us / 1e3, "no successful request in the window"),
             slo_attainment=_nan_is_missing(within, "no successful request in the window"),
