@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 
+from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
-from autoscaler.sim.pipeline import PipelineConfig, extrapolated_rate
+from autoscaler.sim.cluster import Cluster, Pod
+from autoscaler.sim.fluid import rate_table
+from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig, extrapolated_rate
+from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
-from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
+from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 
 SPEC = ServingAutoscalerSpec(name="t", target=TargetRef("ns", "d", "m"), min_replicas=1, max_replicas=20)
 
@@ -70,3 +75,91 @@ def test_a_load_step_reaches_total_rps_only_after_scrape_and_window() -> None:
     bursts = {t: b for t, (_, b) in seen.items()}
     assert bursts[step_at + 10] is not None and abs(bursts[step_at + 10] - 1000.0) < 1.0
     assert bursts[step_at] is not None and abs(bursts[step_at] - 100.0) < 1.0
+
+
+def test_cached_counter_stats_and_view_rates_equal_the_scalar_pod_rate() -> None:
+    rng = np.random.default_rng(7)
+    pipe = MetricsPipeline(SPEC, lambda p: rate_table(CapacityModel(SPEC.profile), p, SPEC.slo))
+    tl = Timeline(preroll_s=180, n_s=900, start_s=0.0)
+    tl.served[:] = rng.uniform(0.0, 50.0, tl.size) * (rng.random(tl.size) > 0.1)
+    tl.ready[:] = rng.integers(1, 6, tl.size)
+    tl.close(0, tl.size)
+    checked = 0
+    for now_s in sorted(rng.integers(-150, 900, 60).tolist()):
+        scrapes = [s for s in pipe.scrapes_in(now_s - 60, now_s, 15, 7) if tl.index(s) >= 0]
+        for _ in range(30):
+            ready_s = int(rng.integers(-180, now_s + 30))
+            deleted_s = None if rng.random() < 0.5 else float(rng.integers(ready_s, now_s + 30))
+            pod = Pod(1, float(ready_s - 20), ready_s, SPEC.batching.initial, deleted_s)
+            want = pipe.pod_rate(tl, pod, now_s, scrapes)
+            st = pipe.counter_stats(tl, ready_s, deleted_s, scrapes)
+            got = None if st is None else extrapolated_rate(*st, now_s - 60, now_s)
+            assert got == want, (now_s, ready_s, deleted_s)
+            checked += want is not None
+    assert checked > 100
+    # build_view: every ready pod's rps and total_rps as the reference computation finds them
+    for now_s in (-20, 130, 400, 401, 767):
+        cluster = Cluster(SPEC.startup, SPEC.batching.initial, initial_replicas=0, seed=0)
+        for i in range(40):
+            ready_s = int(rng.integers(-180, now_s + 30))
+            pod = Pod(i + 1, float(ready_s - 20), ready_s, SPEC.batching.initial)
+            if rng.random() < 0.3 and ready_s < now_s:
+                pod.deleted_s = float(rng.integers(max(ready_s, now_s - 59), now_s + 1))
+                cluster.deleted.append(pod)
+            else:
+                cluster.pods.append(pod)
+        view = pipe.build_view(tl, cluster, now_s)
+        scrapes = [s for s in pipe.scrapes_in(now_s - 60, now_s, 15, 7) if tl.index(s) >= 0]
+        i0, i1 = tl.index(scrapes[0]), tl.index(scrapes[-1])
+        d = float(tl.cum_share[i1] - tl.cum_share[i0])
+        shared = extrapolated_rate(scrapes[0], scrapes[-1], len(scrapes), d, math.inf, now_s - 60, now_s)
+        steady = {p.pod_id for p in cluster.pods if p.ready_s <= now_s - 120}
+        want = {
+            p.pod_id: shared if p.pod_id in steady else pipe.pod_rate(tl, p, now_s, scrapes)
+            for p in (*cluster.pods, *cluster.deleted)
+        }
+        total = 0.0
+        for r in want.values():
+            total += r or 0.0
+        assert [pv.rps for pv in view.pods] == [want[p.pod_id] if p.ready_s <= now_s else None for p in cluster.pods]
+        assert view.total_rps == total
+
+
+class LateReader:
+    """Scales on a fixed schedule (creating and deleting pods, changing batching once) and keeps
+    the views: read at decide time (`eager`) or only after the whole replay (`late`)."""
+
+    name: ClassVar[str] = "late-reader"
+    knob: ClassVar[str] = "replicas"
+    clairvoyant: ClassVar[bool] = False
+
+    def __init__(self, eager: bool) -> None:
+        self.period_s = 3.0
+        self.eager = eager
+        self.views: list[ClusterView] = []
+        self.seen: list[str] = []
+
+    def start(self, ctx: PolicyContext) -> None:
+        pass
+
+    def decide(self, view: ClusterView) -> PolicyOutput:
+        self.views.append(view)
+        if self.eager:
+            self.seen.append(repr(view))
+        t = view.now_s
+        params = BatchingParams(max_batch_size=16) if t >= 600 else None
+        return PolicyOutput(2 + int(t // 50) % 6, batching=params)
+
+
+def test_a_deferred_view_read_after_the_replay_shows_the_tick_not_the_future() -> None:
+    rate = 40.0 + 30.0 * np.sin(np.arange(1500) / 60.0)
+    eager, late = LateReader(eager=True), LateReader(eager=False)
+    engine.run_rates(rate, SPEC, eager)
+    engine.run_rates(rate, SPEC, late)
+    assert len(late.views) == len(eager.seen) == 500
+    late_seen = [repr(v) for v in late.views]
+    assert late_seen == eager.seen
+    # the schedule did create, delete and re-batch pods, so a peek at the end state would differ
+    assert len({v.status_replicas for v in late.views}) >= 5
+    assert {v.batching.max_batch_size for v in late.views} == {SPEC.batching.initial.max_batch_size, 16}
+    assert any(v.total_rps != sum(p.rps or 0.0 for p in v.pods) for v in late.views)  # deleted pods' series

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -265,14 +265,31 @@ class CapacityModel:
         self._grids: dict[BatchingParams, list[Steady]] = {}
         self._tables: dict[tuple[BatchingParams, float], tuple[float, list[float]]] = {}
         self._capacity: dict[tuple[BatchingParams, float, float], float] = {}
+        self._quantiles: dict[tuple[BatchingParams, float, float], float] = {}
+        self._effective: dict[BatchingParams, BatchingParams] = {}
         self._service_arrays: dict[int, FloatArray] = {}
         self._warm: dict[BatchingParams, FloatArray] = {}
+
+    def effective(self, params: BatchingParams) -> BatchingParams:
+        """`params` with `num_batch_threads` cut to the batches that really run in parallel.
+
+        The model depends on the thread count only through `ServiceTime.servers`, so thread
+        counts above the device's parallelism share one cache entry (and one solve).
+        """
+        hit = self._effective.get(params)
+        if hit is None:
+            servers = self.service.servers(params)
+            # (counts <= servers, invalid ones included, are left for validate_params)
+            hit = params if params.num_batch_threads <= servers else replace(params, num_batch_threads=servers)
+            self._effective[params] = hit
+        return hit
 
     # ---- the steady state ----------------------------------------------------------------
     def steady(self, rate_rps: float, params: BatchingParams, warm: FloatArray | None = None) -> Steady:
         """Solve (and cache) the steady state at `rate_rps` for `params`."""
         if not (isinstance(rate_rps, int | float) and math.isfinite(rate_rps) and rate_rps >= 0.0):
             raise ValueError(f"rate_rps: expected a finite rate >= 0 (got {rate_rps!r})")
+        params = self.effective(params)
         key = (params, float(rate_rps))
         hit = self._steady.get(key)
         if hit is not None:
@@ -407,6 +424,16 @@ class CapacityModel:
         """q-quantile of the latency of arriving requests (rejected = infinitely late), ms."""
         if not (isinstance(q, float | int) and 0.0 < q < 1.0):
             raise ValueError(f"q: expected a quantile in (0, 1) (got {q!r})")
+        key = (self.effective(params), float(rate_rps), float(q))
+        hit = self._quantiles.get(key)
+        if hit is None:
+            hit = self._latency_quantile_ms(rate_rps, params, q)
+            if len(self._quantiles) > 20_000:
+                self._quantiles.clear()
+            self._quantiles[key] = hit
+        return hit
+
+    def _latency_quantile_ms(self, rate_rps: float, params: BatchingParams, q: float) -> float:
         p = self.steady(rate_rps, params)
         if p.overloaded or (1.0 - p.rejected) < q:
             return math.inf
@@ -496,6 +523,7 @@ class CapacityModel:
 
     def capacity_at_slo_rps(self, params: BatchingParams, slo: SLO) -> float:
         """Largest per-replica rate r such that every rate in (0, r] meets the SLO quantile."""
+        params = self.effective(params)
         key = (params, slo.latency_quantile, slo.latency_ms)
         hit = self._capacity.get(key)
         if hit is not None:
@@ -557,6 +585,7 @@ def calibrate(
     observed_latency_ms: float,
     quantile: float,
     observed_batch_size: float | None = None,
+    model: CapacityModel | None = None,
 ) -> Calibration:
     """One EWMA step of the service scale from an observation of the real server (pure).
 
@@ -566,7 +595,8 @@ def calibrate(
     TF Serving reports, and is clamped to `CALIBRATION_BOUNDS`. If the model calls the replica
     overloaded at a rate it serves with finite latency, the scale is too high and is cut. An
     observed mean batch size, when given, refines the step: at a given rate a slower server
-    forms larger batches.
+    forms larger batches. `model` is the model to compare with (default: `cached_model` at the
+    calibration's scale; a caller may pass one at a slightly rounded scale to share its caches).
     """
     for name, value in (("rate_per_replica_rps", rate_per_replica_rps), ("observed_latency_ms", observed_latency_ms)):
         if not (math.isfinite(value) and value >= 0.0):
@@ -577,7 +607,8 @@ def calibrate(
         raise ValueError(f"observed_batch_size: expected a finite value >= 1 (got {observed_batch_size!r})")
     if observed_latency_ms <= 0.0:
         return cal
-    model = cached_model(profile, cal.service_scale)
+    if model is None:
+        model = cached_model(profile, cal.service_scale)
     predicted = model.latency_quantile_ms(rate_per_replica_rps, params, quantile)
     log_ratio = math.log(observed_latency_ms / predicted) if math.isfinite(predicted) else math.log(0.8)
     if observed_batch_size is not None and rate_per_replica_rps > 0.0:

@@ -38,7 +38,7 @@ from functools import lru_cache
 import numpy as np
 
 from autoscaler.core.batching import choose_batching
-from autoscaler.core.capacity import Calibration, CapacityModel, cached_model, calibrate
+from autoscaler.core.capacity import Calibration, CapacityModel, calibrate
 from autoscaler.core.decide_rules import (
     PANIC_STABLE_WINDOW_FACTOR,
     PANIC_STABLE_WINDOW_S,
@@ -246,10 +246,10 @@ def _lead_time(spec: ServingAutoscalerSpec, obs: Observation | None) -> tuple[fl
 
 # The tuner costs ~0.1-1 s (a grid of capacity searches); after it ran, wait this long before asking again.
 BATCHING_RECHECK_S = 300.0
-# Calibration is quantized to 1 % steps (the tuner's to 5 %) so cached models are reused across ticks;
+# Calibration is quantized to 1 % steps (the tuner's to 10 %) so cached models are reused across ticks;
 # 1 % of capacity is well inside any headroom.
 _SCALE_STEP = 1.01
-_TUNER_SCALE_STEPS = 5
+_TUNER_SCALE_STEPS = 10
 
 
 @lru_cache(maxsize=512)
@@ -268,6 +268,13 @@ def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bo
     if coarse:
         return _capacity_model_cached(profile, _TUNER_SCALE_STEPS * round(step / _TUNER_SCALE_STEPS))
     return _capacity_model_cached(profile, round(step))
+
+
+def _quantized(rate_rps: float) -> float:
+    """`rate_rps` rounded to the nearest 1 % step (log grid), so model solves repeat across ticks."""
+    if not (math.isfinite(rate_rps) and rate_rps > 0.0):
+        return rate_rps
+    return float(_SCALE_STEP ** round(math.log(rate_rps) / math.log(_SCALE_STEP)))
 
 
 def _capacity_rps(spec: ServingAutoscalerSpec, cal: Calibration, params: BatchingParams) -> float:
@@ -355,10 +362,12 @@ def _calibrated(
     served = _finite_nonneg(obs.request_rate_rps) or 0.0
     latency_ms = _finite_nonneg(obs.latency_ms) or 0.0
     batch = _finite_nonneg(obs.mean_batch_size)
-    rate = served / ready
+    rate = _quantized(served / ready)
     q = spec.slo.latency_quantile
     try:
-        model = cached_model(spec.profile, cal.service_scale)  # the model calibrate() compares with
+        # the model at the scale rounded to 1 % and the rate rounded to 1 %: both far inside the
+        # gentle step below, and the solves are then shared across ticks
+        model = _capacity_model(spec.profile, cal.service_scale)
         exact_ms = model.latency_quantile_ms(rate, state.batching, q)
         measured_ms = _histogram_quantile_ms(model, rate, state.batching, q)
         debiased_ms = latency_ms * exact_ms / measured_ms
@@ -372,6 +381,7 @@ def _calibrated(
             observed_latency_ms=debiased_ms,
             quantile=q,
             observed_batch_size=batch if batch and batch >= 1.0 else None,
+            model=model,
         )
     except (ValueError, ArithmeticError, ZeroDivisionError):
         return cal, since_s, f"calibration: {now_scale} kept (model failed)"

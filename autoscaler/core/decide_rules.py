@@ -81,15 +81,15 @@ def forecast_peak(forecast: Forecast | None, now_s: float, lead_s: float, q: flo
     end_s = now_s + max(lead_s, 1e-6)
     try:
         with np.errstate(all="ignore"):
-            peak = forecast.peak_over(now_s, end_s, q)
-            if peak is None:
+            lo_i, hi_i = forecast.steps_over(now_s, end_s)  # the steps of Forecast.peak_over
+            if hi_i <= lo_i:
                 return None, (f"forecast ({forecast.model}) does not cover the next {lead_s:.0f} s: reactive only")
-            if not math.isfinite(peak):
+            qs = forecast.quantile(q)[lo_i:hi_i]
+            i = int(np.argmax(qs))
+            peak = float(qs[i])
+            i += lo_i
+            if not math.isfinite(peak) or not bool(np.isfinite(qs).all()):
                 return None, f"forecast ({forecast.model}) has non-finite values: ignored, reactive only"
-            qs = forecast.quantile(q)  # the same steps as peak_over, to report lo/hi at the peak
-            lo_i = max(0, math.floor((now_s - forecast.origin_s) / forecast.step_s))
-            hi_i = min(forecast.horizon, math.ceil((end_s - forecast.origin_s) / forecast.step_s))
-            i = lo_i + int(np.argmax(qs[lo_i:hi_i]))
     except (ValueError, ArithmeticError) as exc:
         return None, f"forecast ({forecast.model}) unusable ({exc}): reactive only"
     lo = float(forecast.lo[i]) if i < forecast.horizon else math.nan

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -102,6 +103,12 @@ class Observation:
 _STD_NORMAL = NormalDist()
 
 
+@lru_cache(maxsize=64)
+def _z(q: float) -> float:
+    """Standard normal quantile (memoized: the same few levels are asked every tick)."""
+    return _STD_NORMAL.inv_cdf(q)
+
+
 @dataclass(frozen=True)
 class Forecast:
     """Load forecast in requests/s: `mean[i]` is the mean rate over step i+1 after `origin_s`.
@@ -131,24 +138,27 @@ class Forecast:
         return len(self.mean)
 
     def sigma(self) -> FloatArray:
-        z = _STD_NORMAL.inv_cdf(0.5 + self.level / 2.0)
+        z = _z(0.5 + self.level / 2.0)
         return np.maximum((self.hi - self.lo) / (2.0 * z), 0.0)
 
     def quantile(self, q: float) -> FloatArray:
         """Per-step q-quantile of the rate (clipped at 0)."""
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
-        z = _STD_NORMAL.inv_cdf(q)
-        return np.maximum(self.mean + z * self.sigma(), 0.0)
+        return np.maximum(self.mean + _z(q) * self.sigma(), 0.0)
+
+    def steps_over(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """Index range [lo, hi) of the steps overlapping [start_s, end_s] after origin (may be empty)."""
+        lo_i = max(0, math.floor((start_s - self.origin_s) / self.step_s))
+        hi_i = min(self.horizon, math.ceil((end_s - self.origin_s) / self.step_s))
+        return lo_i, hi_i
 
     def peak_over(self, start_s: float, end_s: float, q: float) -> float | None:
         """Highest q-quantile over steps overlapping [start_s, end_s] after origin; None if none."""
-        qs = self.quantile(q)
-        lo_i = max(0, math.floor((start_s - self.origin_s) / self.step_s))
-        hi_i = min(self.horizon, math.ceil((end_s - self.origin_s) / self.step_s))
+        lo_i, hi_i = self.steps_over(start_s, end_s)
         if hi_i <= lo_i:
             return None
-        return float(np.max(qs[lo_i:hi_i]))
+        return float(np.max(self.quantile(q)[lo_i:hi_i]))
 
 
 class Binding(str, Enum):

@@ -21,6 +21,7 @@ Faithful to the controllers it copies:
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -87,21 +88,31 @@ class Cluster:
         self.scale_events = 0
         for _ in range(initial_replicas):
             self.pods.append(Pod(self._new_id(), float(now_s) - startup.mean_s, now_s, template))
+        self._ready_times: list[int] | None = None  # sorted ready_s of the pods (cache)
+        self._uniform = True  # every pod runs `template`
 
     # ---- what the API server shows ---------------------------------------------------------
     def ready_pods(self, now_s: float) -> list[Pod]:
         return [p for p in self.pods if p.ready_s <= now_s]
 
+    def _sorted_ready_s(self) -> list[int]:
+        if self._ready_times is None:
+            self._ready_times = sorted(p.ready_s for p in self.pods)
+        return self._ready_times
+
     def ready_count(self, now_s: float) -> int:
-        return sum(1 for p in self.pods if p.ready_s <= now_s)
+        return bisect.bisect_right(self._sorted_ready_s(), now_s)
 
     def next_ready_s(self, after_s: int) -> int | None:
         """The first whole second > after_s at which some existing pod becomes ready."""
-        best: int | None = None
-        for p in self.pods:
-            if p.ready_s > after_s and (best is None or p.ready_s < best):
-                best = p.ready_s
-        return best
+        times = self._sorted_ready_s()
+        i = bisect.bisect_right(times, after_s)
+        return times[i] if i < len(times) else None
+
+    @property
+    def uniform(self) -> bool:
+        """Every pod runs the current template (no rollout in progress)."""
+        return self._uniform
 
     def ready_by_params(self, now_s: float) -> dict[BatchingParams, int]:
         out: dict[BatchingParams, int] = {}
@@ -136,16 +147,21 @@ class Cluster:
         if params == self.template:
             return False
         self.template = params
+        self._uniform = False
         self.reconcile(now_s)
         return True
 
     def reconcile(self, now_s: int) -> None:
         """The Deployment + ReplicaSet controllers at `now_s`, run to a fixed point."""
+        if self._uniform and len(self.pods) == self.spec_replicas:
+            return  # nothing to create, delete or roll: the controllers would not act
         for _ in range(8):
             before = [p.pod_id for p in self.pods]
             self._reconcile_once(now_s)
             if [p.pod_id for p in self.pods] == before:
-                return
+                break
+        t = self.template
+        self._uniform = all(p.params is t or p.params == t for p in self.pods)
 
     def _reconcile_once(self, now_s: int) -> None:
         new = [p for p in self.pods if p.params == self.template]
@@ -191,6 +207,7 @@ class Cluster:
         for _ in range(n):
             delay = self.draw_startup_s()
             self.pods.append(Pod(self._new_id(), float(now_s), now_s + max(1, math.ceil(delay)), self.template))
+        self._ready_times = None
 
     def _delete(self, victims: list[Pod], now_s: int) -> None:
         if not victims:
@@ -205,6 +222,7 @@ class Cluster:
             else:
                 keep.append(p)
         self.pods = keep
+        self._ready_times = None
 
     def forget_deleted_before(self, t_s: float) -> None:
         self.deleted = [p for p in self.deleted if p.deleted_s is not None and p.deleted_s >= t_s]

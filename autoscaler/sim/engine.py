@@ -257,8 +257,12 @@ class _Serving:
     def table(self, params: BatchingParams) -> RateTable:
         return rate_table(self.model, params, self.spec.slo)
 
-    def _walk(self, cluster: Cluster, t0: int, t1: int) -> list[tuple[int, int, list[Pod]]]:
-        """Split [t0, t1) where pods become ready; advance the cluster; record pods/ready counts."""
+    def _walk(self, cluster: Cluster, t0: int, t1: int, *, need_pods: bool = False) -> list[tuple[int, int, list[Pod]]]:
+        """Split [t0, t1) where pods become ready; advance the cluster; record pods/ready counts.
+
+        The segments carry their ready pods only with `need_pods` (request fidelity); fluid mode
+        needs counts per batching configuration, which a cluster without a rollout gives directly.
+        """
         tl = self.tl
         segs: list[tuple[int, int, list[Pod]]] = []
         s = t0
@@ -266,15 +270,27 @@ class _Serving:
         while s < t1:
             e = cluster.next_ready_s(s)
             seg_end = t1 if e is None else min(t1, e)
-            ready = cluster.ready_pods(s)
-            segs.append((s, seg_end, ready))
             lo, hi = tl.index(s), tl.index(seg_end)
-            tl.ready[lo:hi] = len(ready)
-            tl.pods[lo:hi] = len(cluster.pods)
             odd: dict[BatchingParams, int] = {}
-            for p in ready:
-                if p.params != p0:
-                    odd[p.params] = odd.get(p.params, 0) + 1
+            if cluster.uniform and not need_pods:
+                n_ready = cluster.ready_count(s)
+                t = cluster.template
+                if n_ready and t != p0:
+                    odd[t] = n_ready
+                segs.append((s, seg_end, []))
+            else:
+                ready = cluster.ready_pods(s)
+                n_ready = len(ready)
+                segs.append((s, seg_end, ready))
+                for p in ready:
+                    if p.params != p0:
+                        odd[p.params] = odd.get(p.params, 0) + 1
+            if hi - lo == 1:
+                tl.ready[lo] = n_ready
+                tl.pods[lo] = len(cluster.pods)
+            else:
+                tl.ready[lo:hi] = n_ready
+                tl.pods[lo:hi] = len(cluster.pods)
             for params, c in odd.items():
                 self.other_groups.append((lo, hi, params, c))
             s = seg_end
@@ -287,6 +303,13 @@ class _Serving:
         n_other = len(self.other_groups)
         self._walk(cluster, t0, t1)
         i0, i1 = tl.index(t0), tl.index(t1)
+        if i1 - i0 == 1 and len(self.other_groups) == n_other:  # one second (KPA's period): no numpy
+            a1 = float(tl.arrivals[i0])
+            r1 = self.table(self.params0).rejected_one(a1, float(tl.ready[i0]))
+            tl.rejected[i0] = r1
+            tl.served[i0] = a1 - r1
+            tl.close(i0, i1)
+            return
         arr = tl.arrivals[i0:i1]
         ready = tl.ready[i0:i1]
         if len(self.other_groups) == n_other:
@@ -322,7 +345,7 @@ class _Serving:
 
     def serve_requests(self, cluster: Cluster, t0: int, t1: int) -> None:
         assert self.requests is not None
-        segs = self._walk(cluster, t0, t1)
+        segs = self._walk(cluster, t0, t1, need_pods=True)
         self.requests.serve(self.tl, t0, t1, segs)
         self.tl.close(self.tl.index(t0), self.tl.index(t1))
 

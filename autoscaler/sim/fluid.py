@@ -15,6 +15,7 @@ over all requests of a replay.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,8 @@ class RateTable:
         q = slo.latency_quantile
         self.within = np.array([model.fraction_within(x, params, ms) for x in r])
         self.rejected = np.array([model.rejected_fraction(x, params) for x in r])
+        self._rates_list: list[float] = self.rates.tolist()
+        self._rejected_list: list[float] = self.rejected.tolist()
         self.busy = np.array([model.busy_fraction(x, params) for x in r])
         self.batch = np.array([model.mean_batch_size(x, params) for x in r])
         self.mean_ms = np.array([_finite(model.mean_latency_ms(x, params)) for x in r])
@@ -99,6 +102,30 @@ class RateTable:
             f = np.where(over, 1.0 - (1.0 - self.rejected[-1]) * self.top_rps / np.maximum(r, 1e-12), f)
         out: FloatArray = np.where(ready <= 0, arrivals, arrivals * f)
         return out
+
+    def rejected_one(self, arrivals: float, ready: float) -> float:
+        """`rejected_count` for one second, without numpy: the same operations as np.interp
+        (numpy's `arr_interp`), so the result is bit-identical (tested)."""
+        if ready <= 0:
+            return arrivals
+        r = arrivals / (ready if ready > 1.0 else 1.0)
+        xs, ys = self._rates_list, self._rejected_list
+        if r > self.top_rps:
+            f = 1.0 - (1.0 - ys[-1]) * self.top_rps / (r if r > 1e-12 else 1e-12)
+        else:
+            j = bisect.bisect_right(xs, r) - 1
+            if j < 0:
+                f = ys[0]
+            elif j >= len(xs) - 1 or xs[j] == r:
+                f = ys[j]
+            else:
+                slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+                f = slope * (r - xs[j]) + ys[j]
+                if math.isnan(f):
+                    f = slope * (r - xs[j + 1]) + ys[j + 1]
+                    if math.isnan(f) and ys[j] == ys[j + 1]:
+                        f = ys[j]
+        return arrivals * f
 
     def point(self, per_replica_rps: float) -> tuple[float, float, float, float]:
         """(served latency at the SLO quantile ms, mean latency ms, mean batch, busy) at one rate."""

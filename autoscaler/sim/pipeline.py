@@ -22,6 +22,12 @@ the cluster exactly as it would through Prometheus, metrics-server and the Kuber
   the last scrape.
 
 `build_view()` only reads timeline indices below the tick time: nothing here can see the future.
+It is cheap, since the 1 s policies (`kpa`) call it 604,800 times in a 7-day replay: it counts the
+pods and snapshots the cluster; the view's pods, rates, `total_rps`, observation and batching are
+computed only if the policy reads them (`ClusterView.deferred`), from that snapshot and from
+timeline entries the engine has closed (never rewritten), so reading them late changes nothing.
+Per-pod counter samples (first/last scrape, count, delta) are cached for a scrape interval, and
+a pod ready since before two windows and not deleted shares the steady pods' rate.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from autoscaler.sim.fluid import RateTable
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
+
+_Stats = tuple[int, int, int, float, float]  # a pod's (first_t, last_t, n, delta, first_v) in a window
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,12 @@ class MetricsPipeline:
         self.burst_window_s = max(1, round(spec.provisioning.burst_window_s))
         self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
         self.cpu_request_m = spec.profile.cpu_request_millicores
+        self._tables: dict[BatchingParams, RateTable] = {}
+        self._names: dict[int, str] = {}
+        self._pending: dict[int, tuple[Pod, float, PodView]] = {}
+        self._stats_tl: Timeline | None = None
+        self._stats_scrapes: list[int] = []
+        self._stats: dict[tuple[int, float | None], _Stats | None] = {}
 
     # ---- scrape schedule -----------------------------------------------------------------------
     def scrapes_in(self, lo_excl: float, hi_incl: float, every: int, offset: int) -> list[int]:
@@ -141,85 +155,74 @@ class MetricsPipeline:
         r = extrapolated_rate(first[0], last[0], n, last[1] - first[1], first[1], now_s - w, now_s)
         return None if math.isnan(r) else r
 
+    def stats_cache(self, tl: Timeline, scrapes: list[int]) -> dict[tuple[int, float | None], _Stats | None]:
+        """`counter_stats` results for this scrape set, by (ready_s, deleted_s); reset when it changes."""
+        if tl is not self._stats_tl or scrapes != self._stats_scrapes:
+            self._stats_tl, self._stats_scrapes = tl, list(scrapes)
+            self._stats.clear()
+        return self._stats
+
+    def counter_stats(self, tl: Timeline, ready_s: int, deleted_s: float | None, scrapes: list[int]) -> _Stats | None:
+        """(first_t, last_t, n, delta, first_v) of a pod's scraped counter, as `pod_rate` finds them.
+
+        Cached while the scrape set (and timeline) stay the same, i.e. for a whole scrape interval:
+        they depend on the pod's readiness and deletion times and on final timeline entries only.
+        """
+        cache = self.stats_cache(tl, scrapes)
+        key = (ready_s, deleted_s)
+        if key in cache:
+            return cache[key]
+        pod = Pod(0, 0.0, ready_s, self.spec.batching.initial, deleted_s)
+        got: _Stats | None = None
+        vals = [(t, v) for t in scrapes if (v := self._counter(tl, pod, t)) is not None]
+        if len(vals) >= 2:
+            (t0, v0), (t1, v1) = vals[0], vals[-1]
+            got = (t0, t1, len(vals), v1 - v0, v0)
+        cache[key] = got
+        return got
+
+    def table(self, params: BatchingParams) -> RateTable:
+        t = self._tables.get(params)
+        if t is None:
+            t = self._tables[params] = self.tables(params)
+        return t
+
     def build_view(self, tl: Timeline, cluster: Cluster, now_s: int) -> ClusterView:
+        """The view at `now_s`: counts now; pods, rates and the observation when a policy reads them.
+
+        Deferred parts read a snapshot of the cluster taken here and timeline entries below the
+        tick's index only, which the engine never rewrites: reading them later gives the same view.
+        """
         cfg = self.config
         w = cfg.rate_window_s
         scrapes = [
             s for s in self.scrapes_in(now_s - w, now_s, cfg.scrape_interval_s, cfg.scrape_offset_s) if tl.index(s) >= 0
         ]
-        # pods ready long before the window and not deleted share one rate (identical counters)
-        shared_rate: float | None = None
-        if len(scrapes) >= 2:
-            i0, i1 = tl.index(scrapes[0]), tl.index(scrapes[-1])
-            d = float(tl.cum_share[i1] - tl.cum_share[i0])
-            shared_rate = extrapolated_rate(scrapes[0], scrapes[-1], len(scrapes), d, math.inf, now_s - w, now_s)
         cluster.forget_deleted_before(now_s - w)
-        total = 0.0
-        have_rate = False
-        pod_rates: dict[int, float | None] = {}
-        for p in (*cluster.pods, *cluster.deleted):
-            # (ready two windows ago: its first sample is far from zero, no clamp towards zero)
-            if shared_rate is not None and p.deleted_s is None and p.ready_s <= now_s - 2 * w:
-                r: float | None = shared_rate
-            else:
-                r = self.pod_rate(tl, p, now_s, scrapes)
-            pod_rates[p.pod_id] = r
-            if r is not None:
-                total += r
-                have_rate = True
-        # metrics-server CPU
-        m_last = math.floor((now_s - cfg.scrape_offset_s) / cfg.metrics_resolution_s) * cfg.metrics_resolution_s
-        m_last += cfg.scrape_offset_s
-        cw = cfg.cpu_window_s
-        cpu_full: float | None = None
-        if tl.index(m_last - cw) >= 0:
-            share = float(tl.cum_share[tl.index(m_last)] - tl.cum_share[tl.index(m_last - cw)]) / cw
-            cpu_full = cfg.idle_cpu_millicores + self.cpu_ms_per_request * share
-        last_i = tl.index(now_s) - 1
-        per_pod_arrivals = 0.0
-        if last_i >= 0 and tl.ready[last_i] > 0:
-            per_pod_arrivals = float(tl.arrivals[last_i] / tl.ready[last_i])
-        # in-flight requests per pod over the last second (Little's law: rate x mean latency)
-        if self.live_latency:
-            lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
-        else:
-            lat_last = self.tables(cluster.running_batching(now_s)).point(per_pod_arrivals)[1]
-        conc = per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
-        pods: list[PodView] = []
+        pods = tuple(cluster.pods)
         ready_n = 0
-        for p in cluster.pods:
-            ready = p.ready_s <= now_s
-            ready_n += ready
-            pods.append(
-                PodView(
-                    name=p.name,
-                    phase="Running" if ready else "Pending",
-                    ready=ready,
-                    created_s=tl.start_s + p.created_s,
-                    ready_since_s=tl.start_s + p.ready_s if ready else None,
-                    cpu_millicores=cpu_full if ready and p.ready_s <= m_last - cw else None,
-                    cpu_request_millicores=self.cpu_request_m,
-                    rps=pod_rates.get(p.pod_id) if ready else None,
-                    concurrency=conc if ready else None,
-                )
-            )
-        total_rps = total if have_rate else None
-        obs = self._observation(tl, cluster, now_s, scrapes, total_rps, ready_n)
-        return ClusterView(
+        for p in pods:
+            if p.ready_s <= now_s:
+                ready_n += 1
+        src = _TickSource(self, tl, now_s, scrapes, pods, tuple(cluster.deleted), cluster.template, ready_n)
+        src.spec_replicas = cluster.spec_replicas
+        src.cold_recent = cluster.cold_starts_s[-10:]
+        view = ClusterView.deferred(
             now_s=tl.start_s + now_s,
             spec_replicas=cluster.spec_replicas,
-            status_replicas=len(cluster.pods),
+            status_replicas=len(pods),
             ready_replicas=ready_n,
-            pending_replicas=len(cluster.pods) - ready_n,
-            pods=tuple(pods),
-            total_rps=total_rps,
-            observation=obs,
-            batching=cluster.running_batching(now_s),
+            pending_replicas=len(pods) - ready_n,
+            source=src,
         )
+        if self.live_latency:  # request fidelity fills the latency columns as it goes: read them now
+            _ = view.pods, view.total_rps, view.observation, view.batching
+        return view
 
-    def _observation(
-        self, tl: Timeline, cluster: Cluster, now_s: int, scrapes: list[int], total_rps: float | None, ready_n: int
-    ) -> Observation:
+    def observation(self, src: _TickSource) -> Observation:
+        """What our Prometheus sources would report at the snapshot's tick."""
+        tl, now_s, scrapes, ready_n = src.tl, src.now_s, src.scrapes, src.ready_n
+        total_rps = src.total_rps()
         t_abs = tl.start_s + now_s
         req = (
             Signal.of(total_rps)
@@ -250,8 +253,7 @@ class MetricsPipeline:
                         mb = float(np.average(np.nan_to_num(tl.mean_batch[s:e][ok], nan=1.0), weights=wts))
                         busy = float(np.average(tl.busy[s:e], weights=tl.ready[s:e] + 1e-12))
                     else:
-                        table = self.tables(cluster.running_batching(now_s))
-                        lat_q, mean_lat, mb, busy = table.point(n_served / pod_s)
+                        lat_q, mean_lat, mb, busy = self.table(src.batching()).point(n_served / pod_s)
                     latency = Signal.of(lat_q)
                     batch = Signal.of(mb)
                     gpu = Signal.of(busy)
@@ -259,8 +261,8 @@ class MetricsPipeline:
                 elif pod_s > 0:
                     gpu = Signal.of(0.0)
         cold = Signal.missing(SignalStatus.MISSING, "no pod has started yet")
-        if cluster.cold_starts_s:
-            recent = cluster.cold_starts_s[-10:]
+        if src.cold_recent:
+            recent = src.cold_recent
             cold = Signal.of(float(sum(recent) / len(recent)))
         return Observation(
             time_s=t_abs,
@@ -273,10 +275,155 @@ class MetricsPipeline:
             mean_batch_size=batch,
             gpu_util=gpu,
             cold_start_s=cold,
-            current_replicas=cluster.spec_replicas,
+            current_replicas=src.spec_replicas,
             ready_replicas=ready_n,
-            pending_replicas=len(cluster.pods) - ready_n,
+            pending_replicas=len(src.pod_list) - ready_n,
         )
+
+
+class _TickSource:
+    """One tick's `ViewSource`: the cluster as snapshotted at the tick, and the timeline's past.
+
+    A pod's `ready_s` never changes, and pods still in the Deployment have no `deleted_s` at the
+    tick (deleted pods keep theirs), so the tuples of pods are a faithful snapshot.
+    """
+
+    def __init__(
+        self,
+        pipe: MetricsPipeline,
+        tl: Timeline,
+        now_s: int,
+        scrapes: list[int],
+        pods: tuple[Pod, ...],
+        deleted: tuple[Pod, ...],
+        template: BatchingParams,
+        ready_n: int,
+    ) -> None:
+        self.pipe = pipe
+        self.tl = tl
+        self.now_s = now_s
+        self.scrapes = scrapes
+        self.pod_list = pods
+        self.deleted = deleted
+        self.template = template
+        self.ready_n = ready_n
+        self.spec_replicas = 0
+        self.cold_recent: list[float] = []
+        self._pod_rates: list[float | None] | None = None
+        self._deleted_rates: list[float | None] | None = None
+        self._batching: BatchingParams | None = None
+        self._conc: float | None = None
+
+    def _rates(self, pods: tuple[Pod, ...]) -> list[float | None]:
+        sc, now_s, w = self.scrapes, self.now_s, self.pipe.config.rate_window_s
+        # pods ready long before the window and not deleted share one rate (identical counters);
+        # ready two windows ago, their first sample is far from zero: no clamp towards zero
+        shared: float | None = None
+        if len(sc) >= 2:
+            tl = self.tl
+            d = float(tl.cum_share[tl.index(sc[-1])] - tl.cum_share[tl.index(sc[0])])
+            shared = extrapolated_rate(sc[0], sc[-1], len(sc), d, math.inf, now_s - w, now_s)
+        old, lo = now_s - 2 * w, now_s - w
+        pipe, tl = self.pipe, self.tl
+        cache = pipe.stats_cache(tl, sc)
+        out: list[float | None] = []
+        for p in pods:
+            if p.ready_s > now_s:
+                out.append(None)  # not ready yet: never scraped
+            elif shared is not None and p.deleted_s is None and p.ready_s <= old:
+                out.append(shared)
+            else:  # = pod_rate(), from the pod's cached counter stats
+                key = (p.ready_s, p.deleted_s)
+                st = cache[key] if key in cache else pipe.counter_stats(tl, p.ready_s, p.deleted_s, sc)
+                r = None if st is None else extrapolated_rate(st[0], st[1], st[2], st[3], st[4], lo, now_s)
+                out.append(None if r is None or math.isnan(r) else r)
+        return out
+
+    def pod_rates(self) -> list[float | None]:
+        if self._pod_rates is None:
+            self._pod_rates = self._rates(self.pod_list)
+        return self._pod_rates
+
+    def total_rps(self) -> float | None:
+        if self._deleted_rates is None:
+            self._deleted_rates = self._rates(self.deleted)
+        total = 0.0
+        have_rate = False
+        for r in (*self.pod_rates(), *self._deleted_rates):
+            if r is not None:
+                total += r
+                have_rate = True
+        return total if have_rate else None
+
+    def batching(self) -> BatchingParams:
+        """`Cluster.running_batching` at the tick: the template once any ready pod runs it."""
+        if self._batching is None:
+            t = self.template
+            ready = [p for p in self.pod_list if p.ready_s <= self.now_s]
+            ok = not ready or any(p.params is t or p.params == t for p in ready)
+            self._batching = t if ok else ready[0].params
+        return self._batching
+
+    def observation(self) -> Observation:
+        return self.pipe.observation(self)
+
+    def _concurrency(self) -> float:
+        """In-flight requests per ready pod over the last second (Little's law: rate × mean latency)."""
+        if self._conc is None:
+            pipe, tl = self.pipe, self.tl
+            last_i = tl.index(self.now_s) - 1
+            per_pod_arrivals = 0.0
+            if last_i >= 0 and tl.ready[last_i] > 0:
+                per_pod_arrivals = float(tl.arrivals[last_i] / tl.ready[last_i])
+            if pipe.live_latency:
+                lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
+            else:
+                lat_last = pipe.table(self.batching()).point(per_pod_arrivals)[1]
+            self._conc = per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
+        return self._conc
+
+    def in_flight(self) -> float | None:
+        """Sum over ready pods of their concurrency, summed as `sum()` over the pods would."""
+        if self.ready_n == 0:
+            return None
+        return float(sum([self._concurrency()] * self.ready_n))
+
+    def pods(self) -> tuple[PodView, ...]:
+        pipe, tl, now_s = self.pipe, self.tl, self.now_s
+        cfg = pipe.config
+        rates = self.pod_rates()
+        # metrics-server CPU
+        m_last = math.floor((now_s - cfg.scrape_offset_s) / cfg.metrics_resolution_s) * cfg.metrics_resolution_s
+        m_last += cfg.scrape_offset_s
+        cw = cfg.cpu_window_s
+        cpu_full: float | None = None
+        if tl.index(m_last - cw) >= 0:
+            share = float(tl.cum_share[tl.index(m_last)] - tl.cum_share[tl.index(m_last - cw)]) / cw
+            cpu_full = cfg.idle_cpu_millicores + pipe.cpu_ms_per_request * share
+        conc = self._concurrency()
+        cpu_from = m_last - cw
+        start, req_m = tl.start_s, pipe.cpu_request_m
+        names, pending = pipe._names, pipe._pending
+        running = PodView.running
+        out: list[PodView] = []
+        for p, r in zip(self.pod_list, rates, strict=True):
+            if p.ready_s <= now_s:
+                name = names.get(p.pod_id)
+                if name is None:
+                    if len(names) > 10_000:
+                        names.clear()
+                    name = names[p.pod_id] = p.name
+                cpu = cpu_full if p.ready_s <= cpu_from else None
+                out.append(running(name, start + p.created_s, start + p.ready_s, cpu, req_m, r, conc))
+            else:  # a Pending pod looks the same every tick until it is ready
+                hit = pending.get(p.pod_id)
+                if hit is None or hit[0] is not p or hit[1] != start:
+                    if len(pending) > 10_000:
+                        pending.clear()
+                    pv = PodView(p.name, "Pending", False, start + p.created_s, None, None, req_m, None, None)
+                    hit = pending[p.pod_id] = (p, start, pv)
+                out.append(hit[2])
+        return tuple(out)
 
 
 def cluster_service_ms(spec: ServingAutoscalerSpec, batch: float) -> float:

@@ -35,6 +35,9 @@ CSV_COLUMNS = (
 )
 
 
+_SCALAR_SPAN = 8  # close() spans up to this long take the scalar path
+
+
 @dataclass
 class Timeline:
     """Preallocated per-second arrays; `filled` is the first index not yet simulated."""
@@ -109,6 +112,9 @@ class Timeline:
 
     def close(self, lo: int, hi: int) -> None:
         """Seconds [lo, hi) (indices) are simulated: extend the cumulative per-pod counter."""
+        if hi - lo <= _SCALAR_SPAN:
+            self._close_scalar(lo, hi)
+            return
         ready = self.ready[lo:hi]
         share = np.divide(self.served[lo:hi], ready, out=np.zeros(hi - lo), where=ready > 0)
         self.cum_share[lo + 1 : hi + 1] = self.cum_share[lo] + np.cumsum(share)
@@ -116,6 +122,26 @@ class Timeline:
         self.cum_served[lo + 1 : hi + 1] = self.cum_served[lo] + np.cumsum(self.served[lo:hi])
         self.cum_rejected[lo + 1 : hi + 1] = self.cum_rejected[lo] + np.cumsum(self.rejected[lo:hi])
         self.cum_ready[lo + 1 : hi + 1] = self.cum_ready[lo] + np.cumsum(ready)
+        self.filled = hi
+
+    def _close_scalar(self, lo: int, hi: int) -> None:
+        """`close()` for a few seconds without numpy temporaries (a policy deciding every second
+        closes one second at a time). Same operations in the same order as np.cumsum: partial
+        sums from zero, then added to the value at `lo`, so the results are bit-identical."""
+        cols = (self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready)
+        base = [float(c[lo]) for c in cols]
+        part = [0.0, 0.0, 0.0, 0.0, 0.0]
+        ready, served, arrivals, rejected = self.ready, self.served, self.arrivals, self.rejected
+        for i in range(lo, hi):
+            r = float(ready[i])
+            sv = float(served[i])
+            part[0] += sv / r if r > 0 else 0.0
+            part[1] += float(arrivals[i])
+            part[2] += sv
+            part[3] += float(rejected[i])
+            part[4] += r
+            for c, b, p in zip(cols, base, part, strict=True):
+                c[i + 1] = b + p
         self.filled = hi
 
     def window(self) -> slice:

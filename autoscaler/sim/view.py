@@ -8,7 +8,9 @@ makes the baselines honest: no policy can peek at the future or at un-scraped co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
+from functools import cached_property
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -30,20 +32,171 @@ class PodView:
     rps: float | None  # per-pod rate(request_count[window]) as Prometheus returns it now
     concurrency: float | None  # mean requests in flight over the last second (queue-proxy style)
 
+    @classmethod
+    def running(
+        cls,
+        name: str,
+        created_s: float,
+        ready_since_s: float,
+        cpu: float | None,
+        cpu_request: int,
+        rps: float | None,
+        concurrency: float | None,
+    ) -> PodView:
+        """A Running, ready pod: equal to `PodView(name, "Running", True, ...)`, built without the
+        frozen dataclass' per-field `object.__setattr__` (the simulator builds one per pod per tick)."""
+        view = _new(cls)
+        _set(view, "__dict__", {
+            "name": name, "phase": "Running", "ready": True, "created_s": created_s,
+            "ready_since_s": ready_since_s, "cpu_millicores": cpu, "cpu_request_millicores": cpu_request,
+            "rps": rps, "concurrency": concurrency,
+        })  # fmt: skip
+        return view
 
-@dataclass(frozen=True)
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+class ViewSource(Protocol):
+    """Computes a view's costly parts on demand, from a snapshot taken at the tick."""
+
+    def pods(self) -> tuple[PodView, ...]: ...
+
+    def total_rps(self) -> float | None: ...
+
+    def observation(self) -> Observation: ...
+
+    def batching(self) -> BatchingParams: ...
+
+    def in_flight(self) -> float | None: ...
+
+
 class ClusterView:
-    """The cluster at `now_s`, as seen through the (lagged) metrics pipeline."""
+    """The cluster at `now_s`, as seen through the (lagged) metrics pipeline. Immutable.
+
+    Built either from values (`ClusterView(now_s=..., pods=..., ...)`) or by the metrics pipeline
+    with `ClusterView.deferred`: then `pods`, `total_rps`, `observation` and `batching` are computed
+    on first access (once) by a `ViewSource` that snapshotted the cluster at the tick and reads only
+    the timeline's final past, so a policy pays only for what it reads and still never sees the future.
+    """
 
     now_s: float
     spec_replicas: int  # scale.spec.replicas (what was last asked for)
     status_replicas: int  # pods that exist and are not terminating
     ready_replicas: int
     pending_replicas: int
-    pods: tuple[PodView, ...]
-    total_rps: float | None  # sum(rate(request_count[window])) over the target; None = no data
-    observation: Observation  # exactly what our Prometheus sources would report
-    batching: BatchingParams  # parameters in effect on the running pods
+    _source: ViewSource
+
+    _FIELDS: ClassVar[tuple[str, ...]] = (
+        "now_s",
+        "spec_replicas",
+        "status_replicas",
+        "ready_replicas",
+        "pending_replicas",
+        "pods",
+        "total_rps",
+        "observation",
+        "batching",
+    )
+
+    def __init__(
+        self,
+        now_s: float,
+        spec_replicas: int,
+        status_replicas: int,
+        ready_replicas: int,
+        pending_replicas: int,
+        pods: tuple[PodView, ...],
+        total_rps: float | None,
+        observation: Observation,
+        batching: BatchingParams,
+    ) -> None:
+        # values go straight into the instance dict, where the cached properties find them
+        self.__dict__.update(
+            now_s=now_s,
+            spec_replicas=spec_replicas,
+            status_replicas=status_replicas,
+            ready_replicas=ready_replicas,
+            pending_replicas=pending_replicas,
+            pods=pods,
+            total_rps=total_rps,
+            observation=observation,
+            batching=batching,
+        )
+
+    @classmethod
+    def deferred(
+        cls,
+        now_s: float,
+        spec_replicas: int,
+        status_replicas: int,
+        ready_replicas: int,
+        pending_replicas: int,
+        source: ViewSource,
+    ) -> ClusterView:
+        """A view whose pods, total_rps, observation and batching `source` computes on first access."""
+        view = cls.__new__(cls)
+        view.__dict__.update(
+            now_s=now_s,
+            spec_replicas=spec_replicas,
+            status_replicas=status_replicas,
+            ready_replicas=ready_replicas,
+            pending_replicas=pending_replicas,
+            _source=source,
+        )
+        return view
+
+    @cached_property
+    def pods(self) -> tuple[PodView, ...]:
+        return self._source.pods()
+
+    @cached_property
+    def total_rps(self) -> float | None:
+        """sum(rate(request_count[window])) over the target; None = no data."""
+        return self._source.total_rps()
+
+    @cached_property
+    def observation(self) -> Observation:
+        """Exactly what our Prometheus sources would report."""
+        return self._source.observation()
+
+    @cached_property
+    def batching(self) -> BatchingParams:
+        """Parameters in effect on the running pods."""
+        return self._source.batching()
+
+    @cached_property
+    def in_flight(self) -> float | None:
+        """Sum of the ready pods' `concurrency` (None: no ready pod reports one) — what Knative's
+        collector records; derived from `pods`, but a deferred view computes it without them."""
+        src: ViewSource | None = self.__dict__.get("_source")
+        if src is not None:
+            return src.in_flight()
+        values = [p.concurrency for p in self.pods if p.ready and p.concurrency is not None]
+        return float(sum(values)) if values else None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ClusterView)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS)
+        return f"ClusterView({args})"
 
 
 @dataclass(frozen=True)

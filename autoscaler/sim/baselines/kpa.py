@@ -155,9 +155,8 @@ class KnativeKpaPolicy:
 
     def collect(self, view: ClusterView) -> None:
         """One collector scrape: total requests in flight over the ready pods."""
-        values = [p.concurrency for p in view.pods if p.ready and p.concurrency is not None]
-        if values:
-            total = float(sum(values))
+        total = view.in_flight  # sum over the ready pods' concurrency
+        if total is not None:
             self.stable.record(view.now_s, total)
             self.panic.record(view.now_s, total)
 
