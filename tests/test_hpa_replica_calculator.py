@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.core.hpa import (
     GO_ZERO_TIME_S,
@@ -538,3 +541,16 @@ def test_raw_resource_replicas_apply_cpu_readiness_but_pods_metrics_do_not() -> 
     assert raw.replicas == 3 and raw.usage_milli == 3000
     pods_metric = get_metric_replicas(2, 1000, [cool, hot], samples)
     assert pods_metric.replicas == 4 and pods_metric.usage_milli == 2000  # both samples count
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+        st.integers(min_value=-10**9, max_value=10**9).map(lambda n: n / 1000.0),  # whole milli-units
+        st.decimals(min_value=0, max_value=10**6, places=6).map(float),
+    )
+)
+def test_milli_value_float_fast_path_equals_the_exact_decimal_ceil(x: float) -> None:
+    exact = int((Decimal(repr(x)) * 1000).to_integral_value(rounding=ROUND_CEILING))
+    assert milli_value(x) == exact

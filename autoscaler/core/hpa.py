@@ -113,6 +113,12 @@ def milli_value(quantity: float | int | str | Decimal) -> int:
     Accepts quantity strings ("250m", "2Gi"). Floats are read through their shortest repr, so 0.1 is
     the decimal 0.1 (as the YAML "100m" would be), not 0.1000000000000000055…
     """
+    if type(quantity) is float and math.isfinite(quantity):
+        # fast path: away from a whole number of milli-units the float product cannot round
+        # across one, so its ceil equals the exact decimal one; near one, use the exact path
+        m = quantity * 1000.0
+        if abs(m - round(m)) > 1e-6 * max(1.0, abs(m)):
+            return math.ceil(m)
     dec = quantity if isinstance(quantity, Decimal) else _parse_quantity(str(quantity))
     return int((dec * 1000).to_integral_value(rounding=ROUND_CEILING))
 
