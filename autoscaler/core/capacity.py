@@ -619,3 +619,27 @@ def calibrate(
     low, high = CALIBRATION_BOUNDS
     scale = min(high, max(low, cal.service_scale * math.exp(weight * log_ratio)))
     return Calibration(scale, cal.samples + 1)
+
+
+# TF Serving's request_latency histogram buckets: Exponential(10 µs, 1.8, 33), in ms (docs/specs.md).
+TF_LATENCY_BUCKETS_MS = tuple(10.0 * 1.8**i / 1000.0 for i in range(33))
+
+
+def histogram_quantile_ms(model: CapacityModel, rate_rps: float, params: BatchingParams, q: float) -> float:
+    """The model's q-quantile as TF Serving's histogram + Prometheus' histogram_quantile report it.
+
+    Linear interpolation inside the bucket holding the quantile (as `histogram_quantile` does);
+    inf when the model calls the replica overloaded.
+    """
+    point = model.steady(rate_rps, params)
+    if point.overloaded:
+        return math.inf
+    edges = np.asarray(TF_LATENCY_BUCKETS_MS)
+    cdf = point.cdf_many(edges / 1000.0)
+    above = np.nonzero(cdf >= q)[0]
+    if not above.size:
+        return float(edges[-1])
+    i = int(above[0])
+    lo, lo_cdf = (float(edges[i - 1]), float(cdf[i - 1])) if i > 0 else (0.0, 0.0)
+    width = float(cdf[i]) - lo_cdf
+    return lo + (float(edges[i]) - lo) * (q - lo_cdf) / width if width > 0.0 else lo

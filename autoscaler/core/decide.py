@@ -35,10 +35,14 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-import numpy as np
-
 from autoscaler.core.batching import choose_batching
-from autoscaler.core.capacity import Calibration, CapacityModel, calibrate
+from autoscaler.core.capacity import (
+    TF_LATENCY_BUCKETS_MS,
+    Calibration,
+    CapacityModel,
+    calibrate,
+    histogram_quantile_ms,
+)
 from autoscaler.core.decide_rules import (
     PANIC_STABLE_WINDOW_FACTOR,
     PANIC_STABLE_WINDOW_S,
@@ -57,6 +61,7 @@ __all__ = [
     "BATCHING_RECHECK_S",
     "PANIC_STABLE_WINDOW_FACTOR",
     "PANIC_STABLE_WINDOW_S",
+    "TF_LATENCY_BUCKETS_MS",
     "State",
     "decide",
     "panic_stable_window_s",
@@ -289,8 +294,8 @@ def _capacity_rps(spec: ServingAutoscalerSpec, cal: Calibration, params: Batchin
 # --- online calibration (DESIGN rule 1) -------------------------------------------------------
 # TF Serving's request_latency buckets are Exponential(10 µs, 1.8, 33) (docs/specs.md, TF Serving
 # metrics): a histogram_quantile interpolates inside a bucket 1.8x wide, so a raw p99 is biased by
-# up to 80 %. The model's prediction is passed through the same buckets before the two are compared.
-TF_LATENCY_BUCKETS_MS = tuple(10.0 * 1.8**i / 1000.0 for i in range(33))
+# up to 80 %. The model's prediction is passed through the same buckets before the two are compared
+# (`capacity.histogram_quantile_ms`).
 # calibrate() weighs a sample by max(1/(samples+1), 0.2): the first reading would be taken at face
 # value. We start it at this many samples, so every reading weighs 0.2 from the first one on ...
 _CALIBRATION_PRIOR_SAMPLES = 4
@@ -369,7 +374,7 @@ def _calibrated(
         # gentle step below, and the solves are then shared across ticks
         model = _capacity_model(spec.profile, cal.service_scale)
         exact_ms = model.latency_quantile_ms(rate, state.batching, q)
-        measured_ms = _histogram_quantile_ms(model, rate, state.batching, q)
+        measured_ms = histogram_quantile_ms(model, rate, state.batching, q)
         debiased_ms = latency_ms * exact_ms / measured_ms
         if not (math.isfinite(debiased_ms) and debiased_ms > 0.0):
             return cal, since_s, f"calibration: {now_scale} kept (model has no finite latency here)"
@@ -397,22 +402,6 @@ def _calibrated(
             f"at {fmt_rps(rate)} rps/replica)"
         ),
     )
-
-
-def _histogram_quantile_ms(model: CapacityModel, rate_rps: float, params: BatchingParams, q: float) -> float:
-    """The model's q-quantile as TF Serving's histogram + Prometheus' histogram_quantile report it."""
-    point = model.steady(rate_rps, params)
-    if point.overloaded:
-        return math.inf
-    edges = np.asarray(TF_LATENCY_BUCKETS_MS)
-    cdf = point.cdf_many(edges / 1000.0)
-    above = np.nonzero(cdf >= q)[0]
-    if not above.size:
-        return float(edges[-1])
-    i = int(above[0])
-    lo, lo_cdf = (float(edges[i - 1]), float(cdf[i - 1])) if i > 0 else (0.0, 0.0)
-    width = float(cdf[i]) - lo_cdf
-    return lo + (float(edges[i]) - lo) * (q - lo_cdf) / width if width > 0.0 else lo
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoscaler.core.capacity import CapacityModel
+from autoscaler.core.capacity import CapacityModel, histogram_quantile_ms
 from autoscaler.core.types import FloatArray
 from autoscaler.spec.types import SLO, BatchingParams
 
@@ -80,6 +80,12 @@ class RateTable:
         self.lat_q_served = np.array(
             [self._served_quantile(model, x, rej, q) for x, rej in zip(r, self.rejected, strict=True)]
         )
+        # what the daemon reads from Prometheus: histogram_quantile over TF Serving's buckets
+        # (interpolated inside a 1.8x-wide bucket), so calibration sees the same bias as in a cluster
+        self.lat_q_reported = np.array(
+            [self._reported_quantile(model, x, rej, served, q)
+             for x, rej, served in zip(r, self.rejected, self.lat_q_served, strict=True)]
+        )  # fmt: skip
         self.p50 = np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r])
         self.p99 = np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r])
         self.service_ms_at_batch = np.array([model.service.ms(b) for b in self.batch])
@@ -91,6 +97,12 @@ class RateTable:
     def _served_quantile(self, model: CapacityModel, rate: float, rejected: float, q: float) -> float:
         v = model.latency_quantile_ms(rate, self.params, min(q * (1.0 - rejected), 0.999999))
         return min(v, self.full_queue_ms) if math.isfinite(v) else self.full_queue_ms
+
+    def _reported_quantile(self, model: CapacityModel, rate: float, rejected: float, served: float, q: float) -> float:
+        if rejected > 1e-9:  # a rejecting replica: the served latency through the full queue
+            return served
+        v = histogram_quantile_ms(model, rate, self.params, q)
+        return v if math.isfinite(v) else served
 
     def rejected_count(self, arrivals: FloatArray, ready: FloatArray) -> FloatArray:
         """Requests rejected per second (the only per-tick quantity the metrics need live)."""
@@ -128,7 +140,8 @@ class RateTable:
         return arrivals * f
 
     def point(self, per_replica_rps: float) -> tuple[float, float, float, float]:
-        """(served latency at the SLO quantile ms, mean latency ms, mean batch, busy) at one rate."""
+        """(latency at the SLO quantile as histogram_quantile reports it, ms; mean latency ms; mean batch;
+        busy) at one rate."""
         r = min(max(per_replica_rps, 0.0), self.top_rps)
         x = self.rates
         j = min(int(r / (x[1] - x[0])), len(x) - 2)
@@ -137,7 +150,7 @@ class RateTable:
         def at(a: FloatArray) -> float:
             return float(a[j] + (a[j + 1] - a[j]) * w)
 
-        return at(self.lat_q_served), at(self.mean_ms), at(self.batch), at(self.busy)
+        return at(self.lat_q_reported), at(self.mean_ms), at(self.batch), at(self.busy)
 
     def outcome(self, arrivals: FloatArray, ready: FloatArray) -> SecondOutcome:
         """Serve `arrivals[i]` requests in second i on `ready[i]` identical replicas."""
