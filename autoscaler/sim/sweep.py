@@ -43,7 +43,7 @@ def knob_grid(policy: str, spec: ServingAutoscalerSpec) -> list[dict[str, Any]]:
         base = 0.7 * spec.batching.initial.max_batch_size
         return [{"target_concurrency": round(base * m, 2)} for m in (0.35, 0.7, 1.4)]
     if policy == "predictive":
-        return [{"headroom": h} for h in (0.05, 0.15, 0.25, 0.35, 0.5)]
+        return [{"headroom": h} for h in (0.0, 0.05, 0.15, 0.25, 0.35, 0.5)]
     return [{}]
 
 
