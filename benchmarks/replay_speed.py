@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from autoscaler.core.decide import clear_model_caches
 from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.scenario import load_inputs, load_scenario
@@ -50,6 +51,7 @@ def main() -> int:
         s: dict[str, object] = {}
         err = None
         for _ in range(args.repeat):
+            clear_model_caches()  # every run starts cold, as one `simulate` run does (fluid tables excepted)
             t = time.perf_counter()
             try:
                 s = engine.run(inp.trace, inp.spec, name, history_rps=inp.history_rps).summary

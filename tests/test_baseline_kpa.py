@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from autoscaler.core.types import Observation
+from autoscaler.sim import engine
 from autoscaler.sim.baselines.kpa import KnativeKpaPolicy, TimedBuckets
 from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.scenario import load_inputs, load_scenario
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 
@@ -45,7 +48,8 @@ def test_defaults_follow_knative_with_a_gpu_target() -> None:
     assert isinstance(policy, KnativeKpaPolicy)
     assert policy.target == pytest.approx(0.7 * 32)  # 70 % of one max batch in flight
     assert (policy.stable_window_s, policy.panic_window_s, policy.panic_threshold) == (60, 6, 2.0)
-    assert policy.period_s == 1.0 and policy.tick_interval_s == 2.0
+    assert policy.period_s == 2.0 and policy.tick_interval_s == 2.0  # 1 s samples read back at each tick
+    assert KnativeKpaPolicy(SPEC, collect_every_tick=True).period_s == 1.0
 
 
 def test_timed_buckets_average_over_the_written_part_of_the_window() -> None:
@@ -112,3 +116,21 @@ def test_no_data_keeps_the_current_scale() -> None:
     policy = started(1)
     out = policy.decide(view(0.0, 4, 0, None))
     assert out.desired_replicas == 4 and "no data" in out.reason
+
+
+@pytest.mark.parametrize("target", [4.0, 22.4])
+def test_two_second_ticks_decide_exactly_as_the_one_second_scrape_loop(target: float) -> None:
+    """Reading the per-second samples back at each 2 s tick records what the 1 s loop recorded."""
+    inp = load_inputs(load_scenario("nasa-1s-7d"), duration_s=3 * 3600)
+    runs = {}
+    for every in (True, False):
+        policy = KnativeKpaPolicy(inp.spec, target_concurrency=target, collect_every_tick=every)
+        runs[every] = engine.run(inp.trace, inp.spec, policy, history_rps=inp.history_rps)
+    ref, fast = runs[True], runs[False]
+    assert (ref.summary["scale_events"], fast.summary["scale_events"]) != (0, 0)
+    for col in ("desired", "ready", "pods", "served", "rejected", "within_slo"):
+        assert np.array_equal(getattr(ref.timeline, col), getattr(fast.timeline, col)), col
+    drop = ("wall_s",)
+    assert {k: v for k, v in ref.summary.items() if k not in drop} == {
+        k: v for k, v in fast.summary.items() if k not in drop
+    }

@@ -163,3 +163,52 @@ def test_a_deferred_view_read_after_the_replay_shows_the_tick_not_the_future() -
     assert len({v.status_replicas for v in late.views}) >= 5
     assert {v.batching.max_batch_size for v in late.views} == {SPEC.batching.initial.max_batch_size, 16}
     assert any(v.total_rps != sum(p.rps or 0.0 for p in v.pods) for v in late.views)  # deleted pods' series
+
+
+class InFlightReader:
+    """Scales and re-batches on a 3 s schedule; records the in-flight total of every second, from
+    each 1 s view (`period_s=1`) or read back by `in_flight_history` at each 3 s tick."""
+
+    name: ClassVar[str] = "in-flight-reader"
+    knob: ClassVar[str] = "replicas"
+    clairvoyant: ClassVar[bool] = False
+
+    def __init__(self, period_s: int) -> None:
+        self.period_s = float(period_s)
+        self.samples: list[tuple[float, float | None]] = []
+        self.last: PolicyOutput | None = None
+        self.start_s = 0.0
+
+    def start(self, ctx: PolicyContext) -> None:
+        self.start_s = ctx.start_s
+
+    def decide(self, view: ClusterView) -> PolicyOutput:
+        if self.period_s == 1.0:
+            self.samples.append((view.now_s, view.in_flight))
+        else:
+            self.samples.extend(view.in_flight_history(int(self.period_s) if self.samples else 1))
+        t = view.now_s - self.start_s
+        if self.last is None or t % 3 == 0:  # the 1 s run repeats its last output in between
+            params = BatchingParams(max_batch_size=16) if t >= 300 else None
+            self.last = PolicyOutput(1 + int(t // 40) % 7, batching=params)
+        return self.last
+
+
+def test_in_flight_history_equals_the_per_second_views() -> None:
+    rate = 60.0 + 50.0 * np.sin(np.arange(900) / 45.0)
+    every, ticks = InFlightReader(1), InFlightReader(3)
+    r1 = engine.run_rates(rate, SPEC, every, start_s=1000.0)
+    r3 = engine.run_rates(rate, SPEC, ticks, start_s=1000.0)
+    assert np.array_equal(r1.timeline.ready, r3.timeline.ready)  # same cluster, served in 1 s or 3 s steps
+    assert len(ticks.samples) == 898  # no tick after second 897
+    assert ticks.samples == every.samples[:898]  # same times, same values (None: no ready pod)
+    assert all(v is not None and v > 0 for _, v in ticks.samples[1:])
+    assert len({v for _, v in ticks.samples}) > 800
+
+
+def test_mean_latency_lookup_is_the_rate_tables_point() -> None:
+    pipe = MetricsPipeline(SPEC, lambda p: rate_table(CapacityModel(SPEC.profile), p, SPEC.slo))
+    params = SPEC.batching.initial
+    top = pipe.table(params).top_rps
+    for r in [0.0, -1.0, top, top * 2, *np.random.default_rng(3).uniform(0.0, top * 1.1, 500).tolist()]:
+        assert pipe.mean_latency_ms(params, r) == pipe.table(params).point(r)[1]

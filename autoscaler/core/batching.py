@@ -77,6 +77,11 @@ def candidate_grid(
 _RANKING_CACHE: dict[tuple[object, ...], tuple[BatchingParams, float]] = {}
 
 
+def clear_rankings() -> None:
+    """Forget the cached rankings."""
+    _RANKING_CACHE.clear()
+
+
 def best_params(
     model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams
 ) -> tuple[BatchingParams, float]:

@@ -35,11 +35,12 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from autoscaler.core.batching import choose_batching
+from autoscaler.core.batching import choose_batching, clear_rankings
 from autoscaler.core.capacity import (
     TF_LATENCY_BUCKETS_MS,
     Calibration,
     CapacityModel,
+    cached_model,
     calibrate,
     histogram_quantile_ms,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "PANIC_STABLE_WINDOW_S",
     "TF_LATENCY_BUCKETS_MS",
     "State",
+    "clear_model_caches",
     "decide",
     "panic_stable_window_s",
 ]
@@ -260,6 +262,13 @@ _TUNER_SCALE_STEPS = 10
 @lru_cache(maxsize=512)
 def _capacity_model_cached(profile: ServiceProfile, scale_step: int) -> CapacityModel:
     return CapacityModel(profile, service_scale=_SCALE_STEP**scale_step)
+
+
+def clear_model_caches() -> None:
+    """Forget every memoized capacity model and batching ranking (benchmarks measure cold runs)."""
+    _capacity_model_cached.cache_clear()
+    cached_model.cache_clear()
+    clear_rankings()
 
 
 def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bool = False) -> CapacityModel:

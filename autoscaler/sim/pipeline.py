@@ -16,18 +16,20 @@ the cluster exactly as it would through Prometheus, metrics-server and the Kuber
   ready.
 * **Burst signal**: arrivals (served + rejected) over the last `burst_window_s` seconds as the
   daemon's direct TF Serving scrape sees them at the tick (no Prometheus lag).
-* Latency at the SLO quantile (of *served* requests: TF Serving records latency for OK responses
-  only, so an overloaded replica shows the wait through a full batch queue, not infinity), queue
+* Latency at the SLO quantile as `histogram_quantile` over TF Serving's latency buckets reports it
+  (interpolated inside a 1.8×-wide bucket, the bias our calibration corrects for in a real cluster;
+  of *served* requests: TF Serving records latency for OK responses only, so an overloaded replica
+  shows the wait through a full batch queue, not infinity), queue
   latency, batch size, GPU utilization and rejections are averaged over the rate window ending at
   the last scrape.
 
 `build_view()` only reads timeline indices below the tick time: nothing here can see the future.
-It is cheap, since the 1 s policies (`kpa`) call it 604,800 times in a 7-day replay: it counts the
-pods and snapshots the cluster; the view's pods, rates, `total_rps`, observation and batching are
-computed only if the policy reads them (`ClusterView.deferred`), from that snapshot and from
-timeline entries the engine has closed (never rewritten), so reading them late changes nothing.
-Per-pod counter samples (first/last scrape, count, delta) are cached for a scrape interval, and
-a pod ready since before two windows and not deleted shares the steady pods' rate.
+It is cheap (a 7-day replay at KPA's 2 s tick calls it 302,400 times): it counts the pods and
+snapshots the cluster; pods, rates, `total_rps`, the observation, batching and the in-flight
+totals (also of each second since the last tick, `in_flight_history`) are computed only if the
+policy reads them (`ClusterView.deferred`), from that snapshot and from timeline entries the
+engine has closed (never rewritten), so reading them late changes nothing. Per-pod counter samples
+are cached for a scrape interval; a pod ready for two windows and not deleted shares the steady rate.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
+_Points = tuple[float, float, int, list[float], list[float]]  # a table's mean latency as lists
 _Stats = tuple[int, int, int, float, float]  # a pod's (first_t, last_t, n, delta, first_v) in a window
 
 
@@ -118,6 +121,8 @@ class MetricsPipeline:
         self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
         self.cpu_request_m = spec.profile.cpu_request_millicores
         self._tables: dict[BatchingParams, RateTable] = {}
+        self._mean_pts: dict[BatchingParams, _Points] = {}
+        self._mean_last: tuple[BatchingParams | None, _Points | None] = (None, None)
         self._names: dict[int, str] = {}
         self._pending: dict[int, tuple[Pod, float, PodView]] = {}
         self._stats_tl: Timeline | None = None
@@ -187,6 +192,20 @@ class MetricsPipeline:
             t = self._tables[params] = self.tables(params)
         return t
 
+    def mean_latency_ms(self, params: BatchingParams, per_replica_rps: float) -> float:
+        """`table(params).point(rps)[1]` with the same float operations on lists (no numpy scalars)."""
+        pts = self._mean_last[1] if params is self._mean_last[0] else self._mean_pts.get(params)
+        if pts is None:
+            tb = self.table(params)
+            x = tb.rates.tolist()
+            pts = self._mean_pts[params] = (float(tb.top_rps), x[1] - x[0], len(x) - 2, x, tb.mean_ms.tolist())
+        self._mean_last = (params, pts)
+        top, dx, jmax, x, a = pts
+        r = min(max(per_replica_rps, 0.0), top)
+        j = min(int(r / dx), jmax)
+        w = (r - x[j]) / (x[j + 1] - x[j])
+        return a[j] + (a[j + 1] - a[j]) * w
+
     def build_view(self, tl: Timeline, cluster: Cluster, now_s: int) -> ClusterView:
         """The view at `now_s`: counts now; pods, rates and the observation when a policy reads them.
 
@@ -206,6 +225,7 @@ class MetricsPipeline:
                 ready_n += 1
         src = _TickSource(self, tl, now_s, scrapes, pods, tuple(cluster.deleted), cluster.template, ready_n)
         src.spec_replicas = cluster.spec_replicas
+        src.uniform = cluster.uniform
         src.cold_recent = cluster.cold_starts_s[-10:]
         view = ClusterView.deferred(
             now_s=tl.start_s + now_s,
@@ -308,6 +328,7 @@ class _TickSource:
         self.template = template
         self.ready_n = ready_n
         self.spec_replicas = 0
+        self.uniform = False  # every pod runs the template (no rollout): `batching()` is the template
         self.cold_recent: list[float] = []
         self._pod_rates: list[float | None] | None = None
         self._deleted_rates: list[float | None] | None = None
@@ -359,6 +380,9 @@ class _TickSource:
         """`Cluster.running_batching` at the tick: the template once any ready pod runs it."""
         if self._batching is None:
             t = self.template
+            if self.uniform:
+                self._batching = t
+                return t
             ready = [p for p in self.pod_list if p.ready_s <= self.now_s]
             ok = not ready or any(p.params is t or p.params == t for p in ready)
             self._batching = t if ok else ready[0].params
@@ -370,23 +394,51 @@ class _TickSource:
     def _concurrency(self) -> float:
         """In-flight requests per ready pod over the last second (Little's law: rate × mean latency)."""
         if self._conc is None:
-            pipe, tl = self.pipe, self.tl
-            last_i = tl.index(self.now_s) - 1
-            per_pod_arrivals = 0.0
-            if last_i >= 0 and tl.ready[last_i] > 0:
-                per_pod_arrivals = float(tl.arrivals[last_i] / tl.ready[last_i])
-            if pipe.live_latency:
-                lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
-            else:
-                lat_last = pipe.table(self.batching()).point(per_pod_arrivals)[1]
-            self._conc = per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
+            self._conc = self._concurrency_at(self.now_s, self.batching())
         return self._conc
+
+    def _concurrency_at(self, s: int, params: BatchingParams) -> float:
+        """`_concurrency` of the view at second s <= now: from the second before s only."""
+        pipe, tl = self.pipe, self.tl
+        last_i = tl.index(s) - 1
+        per_pod_arrivals = 0.0
+        if last_i >= 0 and tl.ready[last_i] > 0:
+            per_pod_arrivals = float(tl.arrivals[last_i] / tl.ready[last_i])
+        if pipe.live_latency:
+            lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
+        else:
+            lat_last = pipe.mean_latency_ms(params, per_pod_arrivals)
+        return per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
 
     def in_flight(self) -> float | None:
         """Sum over ready pods of their concurrency, summed as `sum()` over the pods would."""
         if self.ready_n == 0:
             return None
         return float(sum([self._concurrency()] * self.ready_n))
+
+    def in_flight_past(self, n: int) -> list[tuple[float, float | None]]:
+        """`in_flight()` of the views at seconds now - n + 1 .. now - 1 that the timeline has.
+
+        Patches happen only at ticks, so since the last one pods only became ready (and deleted
+        what a rollout then replaces): second s had `tl.ready` ready pods (counted after those ready
+        at s) and `running_batching` over the pods ready at s, live or deleted since (kept a window).
+        """
+        tl, now, t = self.tl, self.now_s, self.template
+        pods = (*self.pod_list, *self.deleted)
+        mixed = not self.uniform or any(p.params is not t and p.params != t for p in self.deleted)
+        out: list[tuple[float, float | None]] = []
+        for s in range(max(now - n + 1, -tl.preroll_s), now):
+            ready_n = int(tl.ready[tl.index(s)])
+            if ready_n == 0:
+                out.append((tl.start_s + s, None))
+                continue
+            params = t
+            if mixed:  # the API lists pods oldest first: by id
+                ready = sorted((p for p in pods if p.ready_s <= s and (p.deleted_s is None or p.deleted_s > s)),
+                               key=lambda p: p.pod_id)  # fmt: skip
+                params = t if not ready or any(p.params == t for p in ready) else ready[0].params
+            out.append((tl.start_s + s, float(sum([self._concurrency_at(s, params)] * ready_n))))
+        return out
 
     def pods(self) -> tuple[PodView, ...]:
         pipe, tl, now_s = self.pipe, self.tl, self.now_s

@@ -71,6 +71,10 @@ class ViewSource(Protocol):
 
     def in_flight(self) -> float | None: ...
 
+    def in_flight_past(self, n: int) -> list[tuple[float, float | None]]:
+        """`in_flight` at the n - 1 whole seconds before the tick (those the timeline has)."""
+        ...
+
 
 class ClusterView:
     """The cluster at `now_s`, as seen through the (lagged) metrics pipeline. Immutable.
@@ -175,6 +179,17 @@ class ClusterView:
             return src.in_flight()
         values = [p.concurrency for p in self.pods if p.ready and p.concurrency is not None]
         return float(sum(values)) if values else None
+
+    def in_flight_history(self, n: int) -> list[tuple[float, float | None]]:
+        """(time, `in_flight`) at each whole second `now_s - n + 1 .. now_s`, oldest first: what the
+        view at each of those seconds would have reported, so a policy ticking every k s can record
+        per-second samples. A value-built view knows only its own second (a list of one)."""
+        src: ViewSource | None = self.__dict__.get("_source")
+        if src is None or n <= 1:
+            return [(self.now_s, self.in_flight)]
+        past = src.in_flight_past(n)
+        past.append((self.now_s, self.in_flight))
+        return past
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")

@@ -8,6 +8,10 @@ metric collector of `pkg/autoscaler/metrics/collector.go` with the default linea
   requests in flight: the sum over ready pods of queue-proxy's average concurrency
   (`PodView.concurrency`). Knative samples at most a statistically sized subset of pods and
   extrapolates; the simulator gives every pod, i.e. the expectation of that estimate.
+  The policy ticks only every `tick_interval_s` (`period_s`) and then records, in time order, the
+  sample of every second since its last tick (`ClusterView.in_flight_history`: what the view at
+  each of those seconds would have shown), so the buckets and decisions are those of a 1 s tick;
+  `collect_every_tick=True` is that 1 s tick (the view's own sample only; the reference in tests).
 * `WindowAverage` over the stable window (60 s) and the panic window (6 s = 10 % of stable):
   bucket total / number of buckets since the first write (a partial window at start-up).
 * Every tick (2 s) `Scale`: readyPods = max(1, ready); dspc = ceil(stable/target),
@@ -52,6 +56,13 @@ class TimedBuckets:
     def record(self, now_s: float, value: float) -> None:
         t = math.floor(now_s)
         n = len(self.buckets)
+        if self.last_write is not None and t == self.last_write + 1 < self.last_write + self.window_s:
+            i = t % n  # the next second (the scrape loop's usual case): the general path, unrolled
+            self.window_total -= self.buckets[i]
+            self.buckets[i] = 0.0 + value
+            self.window_total += value
+            self.last_write = t
+            return
         if self.last_write is not None and t == self.last_write:
             self.buckets[t % n] += value
             self.window_total += value
@@ -117,6 +128,7 @@ class KnativeKpaPolicy:
         max_scale_down_rate: float = 2.0,
         scale_down_delay_s: float = 0.0,
         tick_interval_s: float = TICK_INTERVAL_S,
+        collect_every_tick: bool = False,
     ) -> None:
         if target_concurrency is None:
             target_concurrency = TARGET_UTILIZATION * spec.batching.initial.max_batch_size
@@ -133,7 +145,9 @@ class KnativeKpaPolicy:
         self.max_scale_down_rate = max_scale_down_rate
         self.scale_down_delay_s = scale_down_delay_s
         self.tick_interval_s = tick_interval_s
-        self.period_s = float(BUCKET_S)  # called every scrape tick; Scale() runs every tick_interval_s
+        self.collect_every_tick = collect_every_tick
+        # Scale() runs every tick_interval_s; the seconds in between are read back from the view
+        self.period_s = float(BUCKET_S) if collect_every_tick else float(tick_interval_s)
         self._reset(initial_ready=0, now_s=0.0)
 
     def _reset(self, *, initial_ready: int, now_s: float) -> None:
@@ -145,6 +159,7 @@ class KnativeKpaPolicy:
         self.last_scale_s: float | None = None
         self.delay: list[tuple[float, int]] = []
         self.last_output: PolicyOutput | None = None
+        self.last_collect_s: float | None = None
 
     @property
     def in_panic(self) -> bool:
@@ -159,6 +174,17 @@ class KnativeKpaPolicy:
         if total is not None:
             self.stable.record(view.now_s, total)
             self.panic.record(view.now_s, total)
+
+    def collect_since_last(self, view: ClusterView) -> None:
+        """The scrapes of every second since the last call, up to the view's, in time order."""
+        now, last = view.now_s, self.last_collect_s
+        self.last_collect_s = now
+        n = 1 if last is None else max(1, round(now - last))
+        stable, panic = self.stable, self.panic
+        for t, total in view.in_flight_history(n):
+            if total is not None:
+                stable.record(t, total)
+                panic.record(t, total)
 
     def scale(self, view: ClusterView) -> tuple[int | None, str]:
         """`autoscaler.Scale`: the desired pod count, or None when there is no data."""
@@ -197,7 +223,10 @@ class KnativeKpaPolicy:
         )
 
     def decide(self, view: ClusterView) -> PolicyOutput:
-        self.collect(view)
+        if self.collect_every_tick:
+            self.collect(view)
+        else:
+            self.collect_since_last(view)
         due = self.last_scale_s is None or view.now_s - self.last_scale_s >= self.tick_interval_s - 1e-9
         if not due and self.last_output is not None:
             return self.last_output
