@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoscaler.core.types import FloatArray
+from autoscaler.sim.superpose import centred_moving_average
 from autoscaler.sim.workload import (
     TRACES_DIR,
     TraceError,
@@ -201,3 +203,88 @@ def test_shipped_totals_match_published_counts() -> None:
     assert load_trace("worldcup98_60s").rate_per_second().sum() == pytest.approx(1_352_804_107)
     wc = load_trace("worldcup98_60s", mask_gaps=True)
     assert int(wc.gap_mask.sum()) == 10  # the 10 filled minutes documented in SOURCES.md
+
+
+# --- rate scaling by superposition (superpose_s) -------------------------------------------------------
+
+
+def test_centred_moving_average_edges_and_nan_neighbours() -> None:
+    x = np.array([3.0, 1.0, 2.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(centred_moving_average(x, 3), [2.0, 2.0, 1.0, 2 / 3, 1 / 3, 0.5])
+    np.testing.assert_array_equal(centred_moving_average(x, 1), x)
+    g = np.array([4.0, 4.0, np.nan, np.nan, 2.0, 2.0])
+    out = centred_moving_average(g, 3)
+    assert np.isnan(out[2:4]).all()  # a masked gap stays missing ...
+    np.testing.assert_allclose(out[[0, 1, 4, 5]], [4.0, 4.0, 2.0, 2.0])  # ... and is not zero load next to it
+
+
+def test_superposed_request_trace_is_a_1s_interval_trace(request_csv: Path) -> None:
+    tr = load_trace(request_csv, rate_scale=2.0, superpose_s=3)
+    assert tr.step_s == 1.0 and tr.timestamps_s is None and tr.counts is not None and tr.superpose_s == 3.0
+    assert tr.duration_s == 6.0 and tr.t_s.tolist() == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_allclose(tr.rate_per_second(), 2.0 * np.array([2.0, 2.0, 1.0, 2 / 3, 1 / 3, 0.5]))
+    a = tr.arrivals(seed=5)  # Poisson per second, reproducible
+    np.testing.assert_array_equal(a, tr.arrivals(seed=5))
+    assert np.all(np.diff(a) >= 0) and np.all((a >= 0) & (a < 6))
+    w = load_trace(request_csv, rate_scale=2.0, superpose_s=3, start_s=2, duration_s=3)
+    np.testing.assert_allclose(w.rate_per_second(), tr.rate_per_second()[2:5])  # smoothed before windowing
+    np.testing.assert_allclose(load_trace(request_csv, superpose_s=1).rate_per_second(), [3, 1, 2, 0, 0, 1])
+    assert load_trace(request_csv, rate_scale=2.0).timestamps_s is not None  # default: unchanged
+
+
+@pytest.mark.parametrize("bad", [0, 0.5, -3, float("nan"), float("inf")])
+def test_bad_superpose_s_is_a_clear_error(request_csv: Path, bad: float) -> None:
+    with pytest.raises(ValueError, match=r"superpose_s must be a finite number of seconds >= 1"):
+        load_trace(request_csv, superpose_s=bad)
+
+
+def test_superposed_interval_trace_keeps_gaps_missing(tmp_path: Path) -> None:
+    base = np.full(200, 30.0)  # 0.5 requests/s, with a 2-minute logging gap at minutes 100-101
+    base[100:102] = 0
+    p = write(tmp_path / "g_60s.csv", "t_s,requests\n" + "\n".join(f"{60 * i},{c:g}" for i, c in enumerate(base)))
+    r = load_trace(p, mask_gaps=True, superpose_s=60, rate_scale=4.0).rate_per_second()
+    assert len(r) == 12_000 and np.isnan(r[6000:6120]).all() and not np.isnan(r[:6000]).any()
+    np.testing.assert_allclose(r[5900:6000], 2.0)  # neighbours of the gap are not dragged towards zero
+    unmasked = load_trace(p, superpose_s=60).rate_per_second()
+    assert not np.isnan(unmasked).any() and unmasked[6060] == 0.0 and unmasked[6000] == pytest.approx(0.25)
+    assert load_trace(p, superpose_s=60, start_s=30).start_s == 30.0  # any whole second, not the 60 s grid
+    with pytest.raises(ValueError, match="1 s grid"):
+        load_trace(p, superpose_s=60, start_s=30.5)
+
+
+def test_superposition_preserves_volume() -> None:
+    kw = {"start_s": 86_400.0, "duration_s": 7 * 86_400.0, "rate_scale": 539.0}
+    dup = load_trace("nasa_http_jul95_1s", **kw).rate_per_second()
+    sup = load_trace("nasa_http_jul95_1s", superpose_s=60, **kw).rate_per_second()
+    assert len(sup) == len(dup)
+    assert sup.sum() == pytest.approx(dup.sum(), rel=1e-4)  # only the window edges trade a few requests
+    llm = load_trace("azure_llm2023_code_req", rate_scale=3.0, superpose_s=60).rate_per_second()
+    assert llm.sum() == pytest.approx(3.0 * 8_819, rel=0.01)  # 57 min: the two 30 s file edges lose a little
+
+
+def _hourly_peak_to_mean(r: FloatArray) -> float:
+    h = np.nan_to_num(r)[: len(r) // 3600 * 3600].reshape(-1, 3600)
+    busy = h.mean(axis=1) > 0
+    return float(np.median(h[busy].max(axis=1) / h[busy].mean(axis=1)))
+
+
+def test_superposition_removes_duplication_bursts_on_nasa_1s() -> None:
+    kw = {"start_s": 604_800.0, "duration_s": 604_800.0, "rate_scale": 539.0, "mask_gaps": True}
+    dup = np.nan_to_num(load_trace("nasa_http_jul95_1s", **kw).rate_per_second())
+    sup = np.nan_to_num(load_trace("nasa_http_jul95_1s", superpose_s=60, **kw).rate_per_second())
+    assert (dup == 0).mean() > 0.4 and (sup == 0).mean() < 0.02  # most seconds empty vs almost none
+    assert dup.max() / dup.mean() > 2.5 * (sup.max() / sup.mean())  # 22 vs 8 over the week
+    assert _hourly_peak_to_mean(dup) > 4 * _hourly_peak_to_mean(sup)  # busiest second vs its hour: 10 vs 2
+
+
+def test_superposed_history_and_window_line_up() -> None:
+    kw = {"rate_scale": 100.0, "mask_gaps": True, "superpose_s": 60}
+    start, h, d = 432_000.0, 86_400.0, 21_600.0  # days 4-5: the span crosses masked logging gaps
+    hist = load_trace("nasa_http_jul95_1s", start_s=start - h, duration_s=h, **kw).rate_per_second()
+    win = load_trace("nasa_http_jul95_1s", start_s=start, duration_s=d, **kw).rate_per_second()
+    both = load_trace("nasa_http_jul95_1s", start_s=start - h, duration_s=h + d, **kw).rate_per_second()
+    assert np.isnan(hist).any() and len(both) == h + d
+    np.testing.assert_array_equal(np.concatenate((hist, win)), both)
+    # the window's first second averages 30 s of history too (centred, smoothed before windowing)
+    raw = load_trace("nasa_http_jul95_1s", start_s=start - 30, duration_s=60, rate_scale=100.0).rate_per_second()
+    assert win[0] == pytest.approx(raw.mean())

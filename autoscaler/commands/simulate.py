@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fidelity", choices=engine.FIDELITIES, help="fluid (fast, default) or request (exact)")
     parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
     parser.add_argument("--target-peak-replicas", type=float, help="scale so the busiest second needs N replicas")
+    parser.add_argument(
+        "--superpose-s",
+        type=float,
+        metavar="S",
+        help="scale by superposition: the scaled trace behaves like independent copies of the logged population "
+        "with phases spread over S seconds (expected load: the S-second moving average, times the scale) instead "
+        "of duplicating every logged request; for sparse 1 s traces. 0 turns off the scenario's setting",
+    )
     parser.add_argument("--start-s", type=float, help="window start in the trace, seconds")
     parser.add_argument("--duration-s", type=float, help="window length, seconds")
     parser.add_argument("--history-s", type=float, help="history before the window for warm-up, seconds")
@@ -97,8 +106,6 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
         )
     sc = load_scenario(args.scenario or DEFAULT_SCENARIO)
     if args.spec:
-        from dataclasses import replace
-
         sc = replace(sc, spec_path=Path(args.spec))
     return sc
 
@@ -118,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
             "fidelity": args.fidelity,
             "seed": args.seed,
         }
+        if args.superpose_s == 0:
+            sc = replace(sc, superpose_s=None)  # back to duplication
+        elif args.superpose_s is not None:
+            overrides["superpose_s"] = args.superpose_s
         if args.rate_scale is not None:
             overrides["rate_scale"] = args.rate_scale  # takes precedence over target_peak_replicas
         elif args.target_peak_replicas is not None:
@@ -136,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or REPO_ROOT / "runs" / inputs.scenario.name
     console.print(
         f"[bold]{inputs.scenario.name}[/bold]: {inputs.trace.name}, {inputs.trace.duration_s / 3600:.1f} h from "
-        f"t={inputs.trace.start_s:g} s, rate ×{inputs.rate_scale:.4g}, {inputs.scenario.fidelity} fidelity, "
+        f"t={inputs.trace.start_s:g} s, rate ×{inputs.rate_scale:.4g}"
+        f"{'' if inputs.scenario.superpose_s is None else f' (superposed over {inputs.scenario.superpose_s:g} s)'}, "
+        f"{inputs.scenario.fidelity} fidelity, "
         f"{len(inputs.history_rps) / 86400:.1f} d history"
     )
     results = compare(inputs, policies, knobs, console=console)

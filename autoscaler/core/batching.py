@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from autoscaler.core.capacity import CapacityModel, validate_params
 from autoscaler.spec.types import SLO, BatchingParams, BatchingSpec, IntRange, ServingAutoscalerSpec
@@ -77,20 +78,28 @@ def candidate_grid(
 _RANKING_CACHE: dict[tuple[object, ...], tuple[BatchingParams, float]] = {}
 
 
+@lru_cache(maxsize=256)
+def _grid(model: CapacityModel, spec: BatchingSpec, slo: SLO, max_enqueued_batches: int) -> list[BatchingParams]:
+    """The candidate grid for `model` (its useful batch limit: service time within the SLO)."""
+    svc = model.service
+    useful = 1.0
+    while svc.ms(useful + 1.0) <= slo.latency_ms and useful < spec.max_batch_size.max:
+        useful += 1.0
+    current = BatchingParams(1, 0, 1, max_enqueued_batches)  # the grid reads only its queue length
+    return candidate_grid(spec, current, useful)
+
+
 def clear_rankings() -> None:
-    """Forget the cached rankings."""
+    """Forget the cached rankings and grids."""
     _RANKING_CACHE.clear()
+    _grid.cache_clear()
 
 
 def best_params(
     model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams
 ) -> tuple[BatchingParams, float]:
     """Best grid candidate and its capacity (cached per profile, scale, SLO and bounds)."""
-    svc = model.service
-    useful = 1.0
-    while svc.ms(useful + 1.0) <= slo.latency_ms and useful < spec.max_batch_size.max:
-        useful += 1.0
-    grid = candidate_grid(spec, current, useful)
+    grid = _grid(model, spec, slo, current.max_enqueued_batches)
     key = (model.profile, round(model.service_scale, 3), slo, spec.max_batch_size, spec.batch_timeout_us,
            spec.num_batch_threads, grid[0].max_enqueued_batches)  # fmt: skip
     hit = _RANKING_CACHE.get(key)

@@ -104,9 +104,12 @@ _STD_NORMAL = NormalDist()
 
 
 @lru_cache(maxsize=64)
-def _z(q: float) -> float:
+def normal_quantile(q: float) -> float:
     """Standard normal quantile (memoized: the same few levels are asked every tick)."""
     return _STD_NORMAL.inv_cdf(q)
+
+
+_z = normal_quantile
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,14 @@ def extrapolated_rate(
     return delta * (sampled + to_start + to_end) / sampled / (range_end - range_start)
 
 
+# signals that are the same at every tick (Signals are immutable)
+_NO_RATE = Signal.missing(SignalStatus.MISSING, "no pod has two request_count samples in the rate window")
+_NO_DATA = Signal.missing(SignalStatus.MISSING, "no data yet")
+_NO_SCRAPE = Signal.missing(SignalStatus.MISSING, "no scrape yet")
+_NO_POD_STARTED = Signal.missing(SignalStatus.MISSING, "no pod has started yet")
+_ZERO = Signal.of(0.0)
+
+
 class MetricsPipeline:
     """Builds the `ClusterView` a policy sees at a tick, from the timeline's past only."""
 
@@ -120,6 +128,8 @@ class MetricsPipeline:
         self.burst_window_s = max(1, round(spec.provisioning.burst_window_s))
         self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
         self.cpu_request_m = spec.profile.cpu_request_millicores
+        self._svc_sizes = np.asarray(spec.profile.batch_sizes, dtype=np.float64)  # for the queue-latency signal
+        self._svc_ms = np.asarray(spec.profile.batch_latency_ms, dtype=np.float64)
         self._tables: dict[BatchingParams, RateTable] = {}
         self._mean_pts: dict[BatchingParams, _Points] = {}
         self._mean_last: tuple[BatchingParams | None, _Points | None] = (None, None)
@@ -244,18 +254,14 @@ class MetricsPipeline:
         tl, now_s, scrapes, ready_n = src.tl, src.now_s, src.scrapes, src.ready_n
         total_rps = src.total_rps()
         t_abs = tl.start_s + now_s
-        req = (
-            Signal.of(total_rps)
-            if total_rps is not None
-            else Signal.missing(SignalStatus.MISSING, "no pod has two request_count samples in the rate window")
-        )
+        req = Signal.of(total_rps) if total_rps is not None else _NO_RATE
         hi = tl.index(now_s)
         b_lo = max(0, hi - self.burst_window_s)
-        burst = Signal.missing(SignalStatus.MISSING, "no data yet")
+        burst = _NO_DATA
         if hi > b_lo:
             burst = Signal.of(float(np.sum(tl.arrivals[b_lo:hi])) / (hi - b_lo))
         # window averages ending at the last scrape
-        rejected = latency = batch = gpu = queue = Signal.missing(SignalStatus.MISSING, "no scrape yet")
+        rejected = latency = batch = gpu = queue = _NO_SCRAPE
         if scrapes:
             e = tl.index(scrapes[-1])
             s = max(0, e - self.config.rate_window_s)
@@ -277,10 +283,10 @@ class MetricsPipeline:
                     latency = Signal.of(lat_q)
                     batch = Signal.of(mb)
                     gpu = Signal.of(busy)
-                    queue = Signal.of(max(0.0, mean_lat - cluster_service_ms(self.spec, mb)))
+                    queue = Signal.of(max(0.0, mean_lat - float(np.interp(mb, self._svc_sizes, self._svc_ms))))
                 elif pod_s > 0:
-                    gpu = Signal.of(0.0)
-        cold = Signal.missing(SignalStatus.MISSING, "no pod has started yet")
+                    gpu = _ZERO
+        cold = _NO_POD_STARTED
         if src.cold_recent:
             recent = src.cold_recent
             cold = Signal.of(float(sum(recent) / len(recent)))
@@ -288,7 +294,7 @@ class MetricsPipeline:
             time_s=t_abs,
             request_rate_rps=req,
             burst_rate_rps=burst,
-            error_rate_rps=Signal.of(0.0),
+            error_rate_rps=_ZERO,
             rejected_rps=rejected,
             latency_ms=latency,
             queue_latency_ms=queue,
@@ -476,10 +482,3 @@ class _TickSource:
                     hit = pending[p.pod_id] = (p, start, pv)
                 out.append(hit[2])
         return tuple(out)
-
-
-def cluster_service_ms(spec: ServingAutoscalerSpec, batch: float) -> float:
-    """Profile service time of one batch (ms), piecewise-linear as in core.capacity.ServiceTime."""
-    sizes = spec.profile.batch_sizes
-    lat = spec.profile.batch_latency_ms
-    return float(np.interp(batch, sizes, lat))

@@ -12,7 +12,10 @@ what was expected.
     spec: ../examples/resnet50-t4.yaml
     rate_scale: 300                    # or target_peak_replicas: 20 (scale so the busiest second
                                        #    needs that many replicas at the SLO capacity; for
-                                       #    interval traces the busiest interval's rate)
+                                       #    interval traces the busiest interval's rate; with
+                                       #    superpose_s, the superposed series' busiest second)
+    superpose_s: 60                    # scale by superposition over 60 s, not by duplicating
+                                       #    requests (sparse 1 s traces; sim/workload.py)
     start_s: 604800                    # window start in the trace (default 0)
     duration_s: 604800                 # default: to the end of the trace
     history_s: 604800                  # history before the window for warm-up (default: spec's)
@@ -51,6 +54,7 @@ KNOWN_KEYS = {
     "spec",
     "rate_scale",
     "target_peak_replicas",
+    "superpose_s",
     "start_s",
     "duration_s",
     "history_s",
@@ -75,6 +79,7 @@ class Scenario:
     description: str = ""
     rate_scale: float | None = None
     target_peak_replicas: float | None = None
+    superpose_s: float | None = None  # None: scale by duplication; seconds: by superposition
     start_s: float = 0.0
     duration_s: float | None = None
     history_s: float | None = None
@@ -146,6 +151,9 @@ def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = 
     peak = _num(source, doc, "target_peak_replicas", positive=True)
     if rate_scale is not None and peak is not None:
         raise ScenarioError(f"{source}: rate_scale: give either rate_scale or target_peak_replicas, not both")
+    superpose_s = _num(source, doc, "superpose_s", positive=True)
+    if superpose_s is not None and superpose_s < 1:
+        raise ScenarioError(f"{source}: superpose_s: expected a number of seconds >= 1 (got {superpose_s:g})")
     fidelity = doc.get("fidelity", "fluid")
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"{source}: fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
@@ -177,6 +185,7 @@ def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = 
         source=source,
         rate_scale=rate_scale,
         target_peak_replicas=peak,
+        superpose_s=superpose_s,
         start_s=_num(source, doc, "start_s") or 0.0,
         duration_s=_num(source, doc, "duration_s", positive=True),
         history_s=_num(source, doc, "history_s"),
@@ -219,7 +228,7 @@ def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
         raise ScenarioError(f"{sc.source}: spec: no such file {sc.spec_path}")
     spec = load_spec(sc.spec_path)
     path = _trace_path(sc)
-    full = load_trace(path, mask_gaps=sc.mask_gaps)
+    full = load_trace(path, mask_gaps=sc.mask_gaps, superpose_s=sc.superpose_s)
     step = full.step_s or 1.0
     end = full.start_s + full.duration_s
     if not (0 <= sc.start_s < end):
@@ -235,12 +244,13 @@ def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
         cap = CapacityModel(spec.profile).capacity_at_slo_rps(spec.batching.initial, spec.slo)
         target = sc.target_peak_replicas or 20.0
         scale = 1.0 if peak <= 0 or cap <= 0 else target * cap / peak
-    trace = load_trace(path, rate_scale=scale, start_s=sc.start_s, duration_s=duration, mask_gaps=sc.mask_gaps)
+    mask, sup = sc.mask_gaps, sc.superpose_s
+    trace = load_trace(path, rate_scale=scale, start_s=sc.start_s, duration_s=duration, mask_gaps=mask, superpose_s=sup)
     hist_s = sc.history_s if sc.history_s is not None else float(spec.forecaster.history_s)
     h_len = math.floor(min(hist_s, sc.start_s) / step) * step
     history = np.zeros(0)
     if h_len > 0:
         history = load_trace(
-            path, rate_scale=scale, start_s=sc.start_s - h_len, duration_s=h_len, mask_gaps=sc.mask_gaps
+            path, rate_scale=scale, start_s=sc.start_s - h_len, duration_s=h_len, mask_gaps=mask, superpose_s=sup
         ).rate_per_second()
     return Inputs(scenario=sc, spec=spec, trace=trace, history_rps=history, rate_scale=scale)

@@ -35,7 +35,7 @@ CSV_COLUMNS = (
 )
 
 
-_SCALAR_SPAN = 8  # close() spans up to this long take the scalar path
+_SCALAR_SPAN = 16  # close() spans up to this long take the scalar path
 
 
 @dataclass
@@ -125,23 +125,37 @@ class Timeline:
         self.filled = hi
 
     def _close_scalar(self, lo: int, hi: int) -> None:
-        """`close()` for a few seconds without numpy temporaries (a policy deciding every second
-        closes one second at a time). Same operations in the same order as np.cumsum: partial
-        sums from zero, then added to the value at `lo`, so the results are bit-identical."""
-        cols = (self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready)
-        base = [float(c[lo]) for c in cols]
-        part = [0.0, 0.0, 0.0, 0.0, 0.0]
-        ready, served, arrivals, rejected = self.ready, self.served, self.arrivals, self.rejected
-        for i in range(lo, hi):
-            r = float(ready[i])
-            sv = float(served[i])
-            part[0] += sv / r if r > 0 else 0.0
-            part[1] += float(arrivals[i])
-            part[2] += sv
-            part[3] += float(rejected[i])
-            part[4] += r
-            for c, b, p in zip(cols, base, part, strict=True):
-                c[i + 1] = b + p
+        """`close()` for a few seconds without numpy temporaries (a policy deciding every few
+        seconds closes that many at a time). Same operations in the same order as np.cumsum:
+        partial sums from zero, then added to the value at `lo`, so the results are bit-identical."""
+        c_share, c_arr, c_srv, c_rej, c_rdy = (
+            self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready,
+        )  # fmt: skip
+        b_share, b_arr, b_srv, b_rej, b_rdy = (
+            float(c_share[lo]), float(c_arr[lo]), float(c_srv[lo]), float(c_rej[lo]), float(c_rdy[lo]),
+        )  # fmt: skip
+        p_share = p_arr = p_srv = p_rej = p_rdy = 0.0
+        ready = self.ready[lo:hi].tolist()
+        served = self.served[lo:hi].tolist()
+        arrivals = self.arrivals[lo:hi].tolist()
+        rejected = self.rejected[lo:hi].tolist()
+        out_share, out_arr, out_srv, out_rej, out_rdy = [], [], [], [], []
+        for r, sv, a, rj in zip(ready, served, arrivals, rejected, strict=True):
+            p_share += sv / r if r > 0 else 0.0
+            p_arr += a
+            p_srv += sv
+            p_rej += rj
+            p_rdy += r
+            out_share.append(b_share + p_share)
+            out_arr.append(b_arr + p_arr)
+            out_srv.append(b_srv + p_srv)
+            out_rej.append(b_rej + p_rej)
+            out_rdy.append(b_rdy + p_rdy)
+        c_share[lo + 1 : hi + 1] = out_share
+        c_arr[lo + 1 : hi + 1] = out_arr
+        c_srv[lo + 1 : hi + 1] = out_srv
+        c_rej[lo + 1 : hi + 1] = out_rej
+        c_rdy[lo + 1 : hi + 1] = out_rdy
         self.filled = hi
 
     def window(self) -> slice:

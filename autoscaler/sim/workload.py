@@ -8,6 +8,20 @@ generator) must read the shipped traces the same way. Two schemas (simulations/t
 
 Times are re-based so the loaded window starts at 0 (`Trace.start_s` keeps the original offset).
 
+Rate scaling (`rate_scale=k`), two methods:
+
+* duplication (default, `superpose_s=None`): interval counts are multiplied by k; per-request traces keep
+  every logged request k times (fractional part: seeded thinning), all at the logged instant. Faithful
+  when the trace is already busy at the resolution replayed (many requests per second), e.g. the 60 s
+  and 600 s aggregates: it keeps the trace's own burst structure.
+* superposition (`superpose_s=S`): the trace scaled by k behaves like k independent copies of the logged
+  population with phases spread uniformly over S seconds; the window holds its expectation, k times the
+  centred S-second moving average of the per-second counts (`sim/superpose.py`), as an interval trace
+  with `step_s` = 1. Use it for sparse traces replayed at 1 s (NASA 1 s, under 1 request/s; Azure LLM per
+  request): duplicating them turns each logged request into a burst of k requests in one second, load
+  quantized in steps of k and most seconds empty, which no k-times-busier real service looks like.
+  The smoothing runs on the whole file before the window is cut, so windows line up exactly.
+
 Gap rule (`mask_gaps=True`, interval traces only): the source files fill silent intervals with 0, so a
 logging outage looks like "no load". A run of consecutive zero intervals strictly inside the trace and
 lasting at least 60 s is a *gap* when, at the mean rate of the surrounding hour (at least 10 intervals
@@ -58,6 +72,9 @@ class Trace:
     traces), seconds from the window start. `counts` are requests per interval *after* `rate_scale`
     (NaN in masked gaps). `timestamps_s` are the original, unscaled request times; the scale is applied
     by `arrivals()` (seeded thinning/duplication) and `rate_per_second()` (expected rate).
+    With `superpose_s` set (scaled by superposition, see the module docstring) the trace is always an
+    interval trace with `step_s` = 1 whose `counts` are the expected (fractional) requests per second,
+    whatever the file's schema.
     """
 
     name: str
@@ -69,6 +86,7 @@ class Trace:
     rate_scale: float = 1.0
     start_s: float = 0.0  # where the window starts in the original trace, seconds
     duration_s: float = 0.0  # window length, seconds
+    superpose_s: float | None = None  # None: scaled by duplication; else the superposition window, seconds
 
     @property
     def n_seconds(self) -> int:
@@ -246,12 +264,20 @@ def load_trace(
     start_s: float | None = None,
     duration_s: float | None = None,
     mask_gaps: bool = False,
+    superpose_s: float | None = None,
 ) -> Trace:
-    """Load a trace file (or shipped trace name) and cut the window [start_s, start_s + duration_s)."""
+    """Load a trace file (or shipped trace name) and cut the window [start_s, start_s + duration_s).
+
+    `superpose_s=None` scales by duplication; seconds (>= 1) scale by superposition (module docstring).
+    """
     p = resolve_trace(path)
     if not (math.isfinite(rate_scale) and rate_scale > 0):
         raise ValueError(f"{p}: rate_scale must be a finite number > 0 (got {rate_scale})")
     _check_window(p, start_s, duration_s)
+    if superpose_s is not None:
+        from autoscaler.sim.superpose import superposed_trace  # builds on this module's parsers
+
+        return superposed_trace(p, rate_scale, start_s, duration_s, mask_gaps, superpose_s)
     header, data = _parse(p)
     if header == REQUEST_HEADER:
         return _request_trace(p, data[:, 0], rate_scale, start_s, duration_s)
