@@ -82,6 +82,10 @@ def main() -> int:
         )
 
     rows = sweep.run_sweep(tasks, jobs=args.jobs, on_done=log)
+    extra = sweep.refine(tasks, rows)  # two more settings where each policy crosses the goal
+    console.print(f"refining: {len(extra)} more replays")
+    tasks = [*tasks, *extra]
+    rows += sweep.run_sweep(extra, jobs=args.jobs, on_done=log)
     best = sweep.best_by_policy(rows)
     wall = time.perf_counter() - t0
     head = headline(best)

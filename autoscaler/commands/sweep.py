@@ -63,6 +63,9 @@ def execute(
     with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("runs", total=len(tasks))
         rows = sweep.run_sweep(tasks, jobs=jobs, on_done=lambda _row: prog.advance(task))
+        extra = sweep.refine(tasks, rows)  # two more settings where each policy crosses the SLO goal
+        prog.update(task, total=len(tasks) + len(extra))
+        rows += sweep.run_sweep(extra, jobs=jobs, on_done=lambda _row: prog.advance(task))
     return rows, sweep.best_by_policy(rows), time.perf_counter() - t0
 
 

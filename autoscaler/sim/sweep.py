@@ -3,8 +3,10 @@
 Owns the fair comparison behind the product's claim. A baseline run at its default setting is a
 straw man; operators tune. So for every scenario each policy's main knob (`Policy.knob`: HPA CPU
 target, RPS-per-pod target, KEDA threshold, KPA target concurrency, our headroom) is varied over
-a grid, every setting is replayed, and the policy is scored by its *cheapest setting that still
-reaches the SLO attainment goal*, as a multiple of the oracle's replica-hours (`x_oracle`).
+a grid, every setting is replayed, then (`refine`) the gap between the cheapest passing setting and
+its failing grid neighbour is tried at two more points, the same for every policy; a policy is scored
+by its *cheapest setting that still reaches the SLO attainment goal*, as a multiple of the oracle's
+replica-hours (`x_oracle`).
 Runs go to a process pool (the engine is single-threaded numpy); each worker loads a scenario's
 inputs once and caches them.
 
@@ -127,6 +129,48 @@ def run_sweep(
             if on_done:
                 on_done(rows[-1])
     return rows
+
+
+REFINE_POINTS = 2  # settings tried between the two grid neighbours that straddle the SLO goal
+
+
+def refine(tasks: Sequence[SweepTask], rows: Sequence[dict[str, Any]]) -> list[SweepTask]:
+    """The second pass, the same for every policy: between the cheapest setting that meets the SLO
+    goal and its grid neighbour (by knob value) that does not, try `REFINE_POINTS` evenly spaced
+    settings. A coarse grid otherwise decides the result: one policy's passing setting can sit just
+    past the goal while another's is far past it."""
+    out: list[SweepTask] = []
+    by_key: dict[tuple[str, str], list[SweepTask]] = {}
+    for t in tasks:
+        if len(t.knobs) == 1:
+            by_key.setdefault((t.scenario, t.policy), []).append(t)
+    for (sc, pol), ts in sorted(by_key.items()):
+        (name,) = ts[0].knobs
+        runs = {
+            float(r["knobs"][name]): r
+            for r in rows
+            if r["scenario"] == sc and r["policy"] == pol and "error" not in r and name in r.get("knobs", {})
+        }
+        values = sorted(runs)
+        passing = [v for v in values if runs[v]["meets_slo"]]
+        if not passing or len(passing) == len(values):
+            continue
+        best = min(passing, key=lambda v: runs[v]["replica_hours"])
+        i = values.index(best)
+        failing = [values[j] for j in (i - 1, i + 1) if 0 <= j < len(values) and not runs[values[j]]["meets_slo"]]
+        if not failing:
+            continue
+        # the failing neighbour on the cheaper side: the one whose replica-hours are lower
+        other = min(failing, key=lambda v: runs[v]["replica_hours"])
+        base = ts[0]
+        digits = 4 if isinstance(base.knobs[name], float) else 0
+        for k in range(1, REFINE_POINTS + 1):
+            v = best + (other - best) * k / (REFINE_POINTS + 1)
+            value: Any = round(v, digits) if digits else round(v)
+            if float(value) in runs:
+                continue
+            out.append(SweepTask(sc, pol, {name: value}, base.overrides, base.fixed_knobs))
+    return out
 
 
 def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
