@@ -207,8 +207,7 @@ def test_in_flight_history_equals_the_per_second_views() -> None:
 
 
 def test_mean_latency_lookup_is_the_rate_tables_point() -> None:
-    pipe = MetricsPipeline(SPEC, lambda p: rate_table(CapacityModel(SPEC.profile), p, SPEC.slo))
-    params = SPEC.batching.initial
-    top = pipe.table(params).top_rps
+    table = rate_table(CapacityModel(SPEC.profile), SPEC.batching.initial, SPEC.slo)
+    top = table.top_rps
     for r in [0.0, -1.0, top, top * 2, *np.random.default_rng(3).uniform(0.0, top * 1.1, 500).tolist()]:
-        assert pipe.mean_latency_ms(params, r) == pipe.table(params).point(r)[1]
+        assert table.mean_ms_at(r) == table.point(r)[1]

@@ -86,6 +86,10 @@ class RateTable:
             [self._reported_quantile(model, x, rej, served, q)
              for x, rej, served in zip(r, self.rejected, self.lat_q_served, strict=True)]
         )  # fmt: skip
+        self._mean_list: list[float] = self.mean_ms.tolist()
+        self._point_lists: tuple[list[float], ...] = (
+            self.lat_q_reported.tolist(), self._mean_list, self.batch.tolist(), self.busy.tolist(),
+        )  # fmt: skip
         self.p50 = np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r])
         self.p99 = np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r])
         self.service_ms_at_batch = np.array([model.service.ms(b) for b in self.batch])
@@ -139,18 +143,25 @@ class RateTable:
                         f = ys[j]
         return arrivals * f
 
+    def _at(self, per_replica_rps: float) -> tuple[int, float]:
+        """Grid cell and weight of a rate on the (uniform) rate grid, clamped to [0, top]."""
+        r = min(max(per_replica_rps, 0.0), self.top_rps)
+        x = self._rates_list
+        j = min(int(r / (x[1] - x[0])), len(x) - 2)
+        return j, (r - x[j]) / (x[j + 1] - x[j])
+
     def point(self, per_replica_rps: float) -> tuple[float, float, float, float]:
         """(latency at the SLO quantile as histogram_quantile reports it, ms; mean latency ms; mean batch;
-        busy) at one rate."""
-        r = min(max(per_replica_rps, 0.0), self.top_rps)
-        x = self.rates
-        j = min(int(r / (x[1] - x[0])), len(x) - 2)
-        w = (r - x[j]) / (x[j + 1] - x[j])
+        busy) at one rate. Plain floats: the metrics pipeline asks once per tick."""
+        j, w = self._at(per_replica_rps)
+        lat, mean, batch, busy = (a[j] + (a[j + 1] - a[j]) * w for a in self._point_lists)
+        return lat, mean, batch, busy
 
-        def at(a: FloatArray) -> float:
-            return float(a[j] + (a[j + 1] - a[j]) * w)
-
-        return at(self.lat_q_reported), at(self.mean_ms), at(self.batch), at(self.busy)
+    def mean_ms_at(self, per_replica_rps: float) -> float:
+        """`point(r)[1]` alone (the in-flight signal needs it every second)."""
+        j, w = self._at(per_replica_rps)
+        a = self._mean_list
+        return a[j] + (a[j + 1] - a[j]) * w
 
     def outcome(self, arrivals: FloatArray, ready: FloatArray) -> SecondOutcome:
         """Serve `arrivals[i]` requests in second i on `ready[i]` identical replicas."""

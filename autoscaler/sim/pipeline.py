@@ -47,7 +47,6 @@ from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
-_Points = tuple[float, float, int, list[float], list[float]]  # a table's mean latency as lists
 _Stats = tuple[int, int, int, float, float]  # a pod's (first_t, last_t, n, delta, first_v) in a window
 
 
@@ -131,8 +130,6 @@ class MetricsPipeline:
         self._svc_sizes = np.asarray(spec.profile.batch_sizes, dtype=np.float64)  # for the queue-latency signal
         self._svc_ms = np.asarray(spec.profile.batch_latency_ms, dtype=np.float64)
         self._tables: dict[BatchingParams, RateTable] = {}
-        self._mean_pts: dict[BatchingParams, _Points] = {}
-        self._mean_last: tuple[BatchingParams | None, _Points | None] = (None, None)
         self._names: dict[int, str] = {}
         self._pending: dict[int, tuple[Pod, float, PodView]] = {}
         self._stats_tl: Timeline | None = None
@@ -201,20 +198,6 @@ class MetricsPipeline:
         if t is None:
             t = self._tables[params] = self.tables(params)
         return t
-
-    def mean_latency_ms(self, params: BatchingParams, per_replica_rps: float) -> float:
-        """`table(params).point(rps)[1]` with the same float operations on lists (no numpy scalars)."""
-        pts = self._mean_last[1] if params is self._mean_last[0] else self._mean_pts.get(params)
-        if pts is None:
-            tb = self.table(params)
-            x = tb.rates.tolist()
-            pts = self._mean_pts[params] = (float(tb.top_rps), x[1] - x[0], len(x) - 2, x, tb.mean_ms.tolist())
-        self._mean_last = (params, pts)
-        top, dx, jmax, x, a = pts
-        r = min(max(per_replica_rps, 0.0), top)
-        j = min(int(r / dx), jmax)
-        w = (r - x[j]) / (x[j + 1] - x[j])
-        return a[j] + (a[j + 1] - a[j]) * w
 
     def build_view(self, tl: Timeline, cluster: Cluster, now_s: int) -> ClusterView:
         """The view at `now_s`: counts now; pods, rates and the observation when a policy reads them.
@@ -413,7 +396,7 @@ class _TickSource:
         if pipe.live_latency:
             lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
         else:
-            lat_last = pipe.mean_latency_ms(params, per_pod_arrivals)
+            lat_last = pipe.table(params).mean_ms_at(per_pod_arrivals)
         return per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
 
     def in_flight(self) -> float | None:
