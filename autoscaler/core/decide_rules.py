@@ -18,7 +18,7 @@ from autoscaler.core.hpa import (
     store_scale_event,
 )
 from autoscaler.core.state import State
-from autoscaler.core.types import Binding, Forecast, Proposal, normal_quantile
+from autoscaler.core.types import Binding, Forecast, Proposal
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 # Panic lasts one "stable window" after the last over-threshold tick (Knative KPA). The spec has no
@@ -78,23 +78,12 @@ def forecast_peak(forecast: Forecast | None, now_s: float, lead_s: float, q: flo
         return None, "no forecast: reactive only"
     end_s = now_s + max(lead_s, 1e-6)
     try:
-        lo_i, hi_i = forecast.steps_over(now_s, end_s)  # the steps of Forecast.peak_over
-        if hi_i <= lo_i:
+        found = forecast.peak_step(now_s, end_s, q)
+        if found is None:
             return None, (f"forecast ({forecast.model}) does not cover the next {lead_s:.0f} s: reactive only")
-        # Forecast.quantile(q) on the few steps of the lead time, in plain floats (the same IEEE
-        # operations as the numpy expression, so the same values; a tick needs 2-4 steps)
-        if not 0.0 < q < 1.0:
-            raise ValueError(f"quantile must be in (0, 1), got {q}")
-        z, z_level = normal_quantile(q), normal_quantile(0.5 + forecast.level / 2.0)
-        mean, f_lo, f_hi = forecast.mean, forecast.lo, forecast.hi
-        peak, i = -math.inf, lo_i
-        for k in range(lo_i, hi_i):
-            sigma = max((float(f_hi[k]) - float(f_lo[k])) / (2.0 * z_level), 0.0)
-            v = max(float(mean[k]) + z * sigma, 0.0)
-            if not math.isfinite(v):
-                return None, f"forecast ({forecast.model}) has non-finite values: ignored, reactive only"
-            if v > peak:
-                peak, i = v, k
+        peak, i = found
+        if not math.isfinite(peak):
+            return None, f"forecast ({forecast.model}) has non-finite values: ignored, reactive only"
     except (ValueError, ArithmeticError) as exc:
         return None, f"forecast ({forecast.model}) unusable ({exc}): reactive only"
     lo = float(forecast.lo[i]) if i < forecast.horizon else math.nan

@@ -109,7 +109,6 @@ def normal_quantile(q: float) -> float:
     return _STD_NORMAL.inv_cdf(q)
 
 
-_z = normal_quantile
 
 
 @dataclass(frozen=True)
@@ -141,27 +140,43 @@ class Forecast:
         return len(self.mean)
 
     def sigma(self) -> FloatArray:
-        z = _z(0.5 + self.level / 2.0)
+        z = normal_quantile(0.5 + self.level / 2.0)
         return np.maximum((self.hi - self.lo) / (2.0 * z), 0.0)
 
     def quantile(self, q: float) -> FloatArray:
         """Per-step q-quantile of the rate (clipped at 0)."""
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
-        return np.maximum(self.mean + _z(q) * self.sigma(), 0.0)
+        return np.maximum(self.mean + normal_quantile(q) * self.sigma(), 0.0)
 
-    def steps_over(self, start_s: float, end_s: float) -> tuple[int, int]:
-        """Index range [lo, hi) of the steps overlapping [start_s, end_s] after origin (may be empty)."""
+    def peak_step(self, start_s: float, end_s: float, q: float) -> tuple[float, int] | None:
+        """Highest q-quantile over the steps overlapping [start_s, end_s] after origin, and its step
+        index; None if no step overlaps. A non-finite quantile is returned as soon as it is met.
+
+        `quantile(q)` for the few steps of a lead time, in plain floats (the same IEEE operations
+        as the array expression, so the same values; the decision core asks every tick).
+        """
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {q}")
         lo_i = max(0, math.floor((start_s - self.origin_s) / self.step_s))
         hi_i = min(self.horizon, math.ceil((end_s - self.origin_s) / self.step_s))
-        return lo_i, hi_i
+        if hi_i <= lo_i:
+            return None
+        z, two_z_level = normal_quantile(q), 2.0 * normal_quantile(0.5 + self.level / 2.0)
+        mean, lo, hi = self.mean, self.lo, self.hi
+        peak, at = -math.inf, lo_i
+        for k in range(lo_i, hi_i):
+            v = max(float(mean[k]) + z * max((float(hi[k]) - float(lo[k])) / two_z_level, 0.0), 0.0)
+            if not math.isfinite(v):
+                return v, k
+            if v > peak:
+                peak, at = v, k
+        return peak, at
 
     def peak_over(self, start_s: float, end_s: float, q: float) -> float | None:
         """Highest q-quantile over steps overlapping [start_s, end_s] after origin; None if none."""
-        lo_i, hi_i = self.steps_over(start_s, end_s)
-        if hi_i <= lo_i:
-            return None
-        return float(np.max(self.quantile(q)[lo_i:hi_i]))
+        found = self.peak_step(start_s, end_s, q)
+        return None if found is None else found[0]
 
 
 class Binding(str, Enum):
