@@ -79,13 +79,12 @@ _RANKING_CACHE: dict[tuple[object, ...], tuple[BatchingParams, float]] = {}
 
 
 @lru_cache(maxsize=256)
-def _grid(model: CapacityModel, spec: BatchingSpec, slo: SLO, max_enqueued_batches: int) -> list[BatchingParams]:
+def _grid(model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams) -> list[BatchingParams]:
     """The candidate grid for `model` (its useful batch limit: service time within the SLO)."""
     svc = model.service
     useful = 1.0
     while svc.ms(useful + 1.0) <= slo.latency_ms and useful < spec.max_batch_size.max:
         useful += 1.0
-    current = BatchingParams(1, 0, 1, max_enqueued_batches)  # the grid reads only its queue length
     return candidate_grid(spec, current, useful)
 
 
@@ -99,7 +98,7 @@ def best_params(
     model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams
 ) -> tuple[BatchingParams, float]:
     """Best grid candidate and its capacity (cached per profile, scale, SLO and bounds)."""
-    grid = _grid(model, spec, slo, current.max_enqueued_batches)
+    grid = _grid(model, spec, slo, current)
     key = (model.profile, round(model.service_scale, 3), slo, spec.max_batch_size, spec.batch_timeout_us,
            spec.num_batch_threads, grid[0].max_enqueued_batches)  # fmt: skip
     hit = _RANKING_CACHE.get(key)
