@@ -149,24 +149,6 @@ class MetricsPipeline:
         i = tl.index(t_s)
         return float(tl.cum_share[i] - tl.cum_share[max(0, tl.index(pod.ready_s))])
 
-    def pod_rate(self, tl: Timeline, pod: Pod, now_s: int, scrapes: list[int]) -> float | None:
-        first: tuple[int, float] | None = None
-        last: tuple[int, float] | None = None
-        n = 0
-        for s in scrapes:
-            v = self._counter(tl, pod, s)
-            if v is None:
-                continue
-            if first is None:
-                first = (s, v)
-            last = (s, v)
-            n += 1
-        if first is None or last is None or n < 2:
-            return None
-        w = self.config.rate_window_s
-        r = extrapolated_rate(first[0], last[0], n, last[1] - first[1], first[1], now_s - w, now_s)
-        return None if math.isnan(r) else r
-
     def stats_cache(self, tl: Timeline, scrapes: list[int]) -> dict[tuple[int, float | None], _Stats | None]:
         """`counter_stats` results for this scrape set, by (ready_s, deleted_s); reset when it changes."""
         if tl is not self._stats_tl or scrapes != self._stats_scrapes:
@@ -342,7 +324,7 @@ class _TickSource:
                 out.append(None)  # not ready yet: never scraped
             elif shared is not None and p.deleted_s is None and p.ready_s <= old:
                 out.append(shared)
-            else:  # = pod_rate(), from the pod's cached counter stats
+            else:  # Prometheus' rate() over the pod's own samples, from its cached counter stats
                 key = (p.ready_s, p.deleted_s)
                 st = cache[key] if key in cache else pipe.counter_stats(tl, p.ready_s, p.deleted_s, sc)
                 r = None if st is None else extrapolated_rate(st[0], st[1], st[2], st[3], st[4], lo, now_s)
