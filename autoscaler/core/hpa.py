@@ -114,6 +114,8 @@ def milli_value(quantity: float | int | str | Decimal) -> int:
     the decimal 0.1 (as the YAML "100m" would be), not 0.1000000000000000055…
     """
     if type(quantity) is float and math.isfinite(quantity):
+        if quantity == 0.0:
+            return 0
         # fast path: away from a whole number of milli-units the float product cannot round
         # across one, so its ceil equals the exact decimal one; near one, use the exact path
         m = quantity * 1000.0

@@ -109,8 +109,6 @@ def normal_quantile(q: float) -> float:
     return _STD_NORMAL.inv_cdf(q)
 
 
-
-
 @dataclass(frozen=True)
 class Forecast:
     """Load forecast in requests/s: `mean[i]` is the mean rate over step i+1 after `origin_s`.
