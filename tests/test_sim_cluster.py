@@ -60,3 +60,30 @@ def test_rolling_batching_update_keeps_ready_count_and_bounds_surge() -> None:
     assert t < 2000, "rollout never finished"
     assert len(c.pods) == 8 and all(p.params == P1 for p in c.pods)
     assert c.running_batching(t) == P1
+
+
+def test_rewinding_forgets_the_cold_starts_recorded_after_the_rewind_point() -> None:
+    """The engine serves ahead and takes seconds back: the cluster must then look as if it had
+    only advanced to the rewind point (readiness is by time; cold starts are recorded)."""
+    a = Cluster(StartupSpec(jitter_cv=0.3), P0, initial_replicas=2, seed=4)
+    b = Cluster(StartupSpec(jitter_cv=0.3), P0, initial_replicas=2, seed=4)
+    for c in (a, b):
+        c.patch_replicas(8, now_s=0)
+    ready_times = sorted({p.ready_s for p in a.pods if p.ready_s > 0})
+    cut = ready_times[len(ready_times) // 2]
+    for s in ready_times:  # a ran ahead past `cut` ...
+        a.on_second(s)
+    for s in ready_times:
+        if s <= cut:
+            b.on_second(s)
+    assert a.cold_starts_s != b.cold_starts_s
+    assert a.recent_cold_starts_s(cut, 10) == b.recent_cold_starts_s(cut, 10)
+    a.rewind_to(cut)  # ... and was taken back
+    assert a.cold_starts_s == b.cold_starts_s and a.cold_start_at_s == b.cold_start_at_s
+    a.patch_replicas(3, now_s=cut)
+    b.patch_replicas(3, now_s=cut)
+    for c in (a, b):
+        for s in range(cut + 1, cut + 200):
+            c.on_second(s)
+    assert a.cold_starts_s == b.cold_starts_s
+    assert [p.pod_id for p in a.pods] == [p.pod_id for p in b.pods]

@@ -66,7 +66,7 @@ def test_a_load_step_reaches_total_rps_only_after_scrape_and_window() -> None:
         if t >= first_scrape_after + cfg.rate_window_s + cfg.scrape_interval_s:
             assert abs(tot - 1000.0) < 10.0, f"t={t}: the window should be past the step"
     partial = [tot for t, (tot, _) in seen.items() if first_scrape_after < t < first_scrape_after + 60]
-    assert partial and all(100.0 < x < 1000.0 for x in partial if x is not None)
+    assert partial and all(100.0 < x < 1000.0 * (1 + 1e-12) for x in partial if x is not None)  # (rounding)
     # queue-proxy style concurrency per pod: rate per pod x mean latency (Little's law), never 0 under load
     assert pol.concurrency and all(c is not None and c > 0 for c in pol.concurrency)
     per_pod_high = 1000.0 / 6

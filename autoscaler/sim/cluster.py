@@ -85,6 +85,7 @@ class Cluster:
         self.pods: list[Pod] = []
         self.deleted: list[Pod] = []  # kept for the metrics pipeline (series live on in Prometheus)
         self.cold_starts_s: list[float] = []  # measured startup delays of pods that became ready
+        self.cold_start_at_s: list[int] = []  # ... and the second each became ready (ascending)
         self.scale_events = 0
         for _ in range(initial_replicas):
             self.pods.append(Pod(self._new_id(), float(now_s) - startup.mean_s, now_s, template))
@@ -195,8 +196,21 @@ class Cluster:
         became = [p for p in self.pods if p.ready_s == now_s]
         for p in became:
             self.cold_starts_s.append(now_s - p.created_s)
+            self.cold_start_at_s.append(now_s)
         if became:
             self.reconcile(now_s)
+
+    def recent_cold_starts_s(self, now_s: int, k: int) -> list[float]:
+        """The last k measured startup delays of pods ready at or before `now_s`."""
+        end = bisect.bisect_right(self.cold_start_at_s, now_s)
+        return self.cold_starts_s[max(0, end - k) : end]
+
+    def rewind_to(self, now_s: int) -> None:
+        """Forget what `on_second` recorded after `now_s`: the engine served ahead speculatively
+        and the policy changed something at `now_s`. Only valid over seconds in which no patch
+        happened (then readiness was the only change: pods are as they were)."""
+        end = bisect.bisect_right(self.cold_start_at_s, now_s)
+        del self.cold_starts_s[end:], self.cold_start_at_s[end:]
 
     # ---- helpers ------------------------------------------------------------------------------
     def _new_id(self) -> int:

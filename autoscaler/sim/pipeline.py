@@ -201,7 +201,7 @@ class MetricsPipeline:
         src = _TickSource(self, tl, now_s, scrapes, pods, tuple(cluster.deleted), cluster.template, ready_n)
         src.spec_replicas = cluster.spec_replicas
         src.uniform = cluster.uniform
-        src.cold_recent = cluster.cold_starts_s[-10:]
+        src.cold_recent = cluster.recent_cold_starts_s(now_s, 10)
         view = ClusterView.deferred(
             now_s=tl.start_s + now_s,
             spec_replicas=cluster.spec_replicas,

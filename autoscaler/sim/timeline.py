@@ -111,30 +111,38 @@ class Timeline:
         return t_s + self.preroll_s
 
     def close(self, lo: int, hi: int) -> None:
-        """Seconds [lo, hi) (indices) are simulated: extend the cumulative per-pod counter."""
+        """Seconds [lo, hi) (indices) are simulated: extend the cumulative per-pod counter.
+
+        Each cumulative column is a running sum from its value at `lo` (np.cumsum adds strictly
+        left to right), so closing [a, c) at once or as [a, b) then [b, c) gives the same bits:
+        the engine may serve ahead in long spans and still match a tick-by-tick replay exactly.
+        """
         if hi - lo <= _SCALAR_SPAN:
             self._close_scalar(lo, hi)
             return
         ready = self.ready[lo:hi]
         share = np.divide(self.served[lo:hi], ready, out=np.zeros(hi - lo), where=ready > 0)
-        self.cum_share[lo + 1 : hi + 1] = self.cum_share[lo] + np.cumsum(share)
-        self.cum_arrivals[lo + 1 : hi + 1] = self.cum_arrivals[lo] + np.cumsum(self.arrivals[lo:hi])
-        self.cum_served[lo + 1 : hi + 1] = self.cum_served[lo] + np.cumsum(self.served[lo:hi])
-        self.cum_rejected[lo + 1 : hi + 1] = self.cum_rejected[lo] + np.cumsum(self.rejected[lo:hi])
-        self.cum_ready[lo + 1 : hi + 1] = self.cum_ready[lo] + np.cumsum(ready)
+        for cum, x in (
+            (self.cum_share, share),
+            (self.cum_arrivals, self.arrivals[lo:hi]),
+            (self.cum_served, self.served[lo:hi]),
+            (self.cum_rejected, self.rejected[lo:hi]),
+            (self.cum_ready, ready),
+        ):
+            run = x.copy()
+            run[0] += cum[lo]
+            np.cumsum(run, out=cum[lo + 1 : hi + 1])
         self.filled = hi
 
     def _close_scalar(self, lo: int, hi: int) -> None:
         """`close()` for a few seconds without numpy temporaries (a policy deciding every few
-        seconds closes that many at a time). Same operations in the same order as np.cumsum:
-        partial sums from zero, then added to the value at `lo`, so the results are bit-identical."""
+        seconds closes that many at a time): the same left-to-right running sums, bit-identical."""
         c_share, c_arr, c_srv, c_rej, c_rdy = (
             self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready,
         )  # fmt: skip
-        b_share, b_arr, b_srv, b_rej, b_rdy = (
+        p_share, p_arr, p_srv, p_rej, p_rdy = (
             float(c_share[lo]), float(c_arr[lo]), float(c_srv[lo]), float(c_rej[lo]), float(c_rdy[lo]),
         )  # fmt: skip
-        p_share = p_arr = p_srv = p_rej = p_rdy = 0.0
         ready = self.ready[lo:hi].tolist()
         served = self.served[lo:hi].tolist()
         arrivals = self.arrivals[lo:hi].tolist()
@@ -146,11 +154,11 @@ class Timeline:
             p_srv += sv
             p_rej += rj
             p_rdy += r
-            out_share.append(b_share + p_share)
-            out_arr.append(b_arr + p_arr)
-            out_srv.append(b_srv + p_srv)
-            out_rej.append(b_rej + p_rej)
-            out_rdy.append(b_rdy + p_rdy)
+            out_share.append(p_share)
+            out_arr.append(p_arr)
+            out_srv.append(p_srv)
+            out_rej.append(p_rej)
+            out_rdy.append(p_rdy)
         c_share[lo + 1 : hi + 1] = out_share
         c_arr[lo + 1 : hi + 1] = out_arr
         c_srv[lo + 1 : hi + 1] = out_srv
