@@ -91,6 +91,7 @@ class Cluster:
             self.pods.append(Pod(self._new_id(), float(now_s) - startup.mean_s, now_s, template))
         self._ready_times: list[int] | None = None  # sorted ready_s of the pods (cache)
         self._uniform = True  # every pod runs `template`
+        self._off_template: bool | None = False  # cache of deleted_off_template()
 
     # ---- what the API server shows ---------------------------------------------------------
     def ready_pods(self, now_s: float) -> list[Pod]:
@@ -149,6 +150,7 @@ class Cluster:
             return False
         self.template = params
         self._uniform = False
+        self._off_template = None
         self.reconcile(now_s)
         return True
 
@@ -233,13 +235,25 @@ class Cluster:
                 p.deleted_s = float(now_s)
                 if p.ready_s <= now_s:
                     self.deleted.append(p)
+                    self._off_template = None
             else:
                 keep.append(p)
         self.pods = keep
         self._ready_times = None
 
     def forget_deleted_before(self, t_s: float) -> None:
-        self.deleted = [p for p in self.deleted if p.deleted_s is not None and p.deleted_s >= t_s]
+        """Drop deleted pods deleted before `t_s` (`deleted` is in deletion order)."""
+        d = self.deleted
+        if d and d[0].deleted_s is not None and d[0].deleted_s < t_s:
+            self.deleted = [p for p in d if p.deleted_s is not None and p.deleted_s >= t_s]
+            self._off_template = None
+
+    def deleted_off_template(self) -> bool:
+        """Some pod in `deleted` runs parameters other than the template (cached)."""
+        if self._off_template is None:
+            t = self.template
+            self._off_template = any(p.params is not t and p.params != t for p in self.deleted)
+        return self._off_template
 
 
 def _rank_for_deletion(pods: list[Pod], now_s: float) -> list[Pod]:

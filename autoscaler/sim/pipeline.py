@@ -44,7 +44,7 @@ from autoscaler.core.types import Observation, Signal, SignalStatus
 from autoscaler.sim.cluster import Cluster, Pod
 from autoscaler.sim.fluid import RateTable
 from autoscaler.sim.timeline import Timeline
-from autoscaler.sim.view import ClusterView, PodView
+from autoscaler.sim.view import ClusterView, PodView, cached_property
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
 _Stats = tuple[int, int, int, float, float]  # a pod's (first_t, last_t, n, delta, first_v) in a window
@@ -187,18 +187,12 @@ class MetricsPipeline:
         Deferred parts read a snapshot of the cluster taken here and timeline entries below the
         tick's index only, which the engine never rewrites: reading them later gives the same view.
         """
-        cfg = self.config
-        w = cfg.rate_window_s
-        scrapes = [
-            s for s in self.scrapes_in(now_s - w, now_s, cfg.scrape_interval_s, cfg.scrape_offset_s) if tl.index(s) >= 0
-        ]
-        cluster.forget_deleted_before(now_s - w)
+        cluster.forget_deleted_before(now_s - self.config.rate_window_s)
         pods = tuple(cluster.pods)
-        ready_n = 0
-        for p in pods:
-            if p.ready_s <= now_s:
-                ready_n += 1
-        src = _TickSource(self, tl, now_s, scrapes, pods, tuple(cluster.deleted), cluster.template, ready_n)
+        ready_n = cluster.ready_count(now_s)
+        deleted = tuple(cluster.deleted) if cluster.deleted else ()
+        src = _TickSource(self, tl, now_s, pods, deleted, cluster.template, ready_n)
+        src.deleted_off_template = cluster.deleted_off_template()
         src.spec_replicas = cluster.spec_replicas
         src.uniform = cluster.uniform
         src.cold_recent = cluster.recent_cold_starts_s(now_s, 10)
@@ -284,7 +278,6 @@ class _TickSource:
         pipe: MetricsPipeline,
         tl: Timeline,
         now_s: int,
-        scrapes: list[int],
         pods: tuple[Pod, ...],
         deleted: tuple[Pod, ...],
         template: BatchingParams,
@@ -293,18 +286,25 @@ class _TickSource:
         self.pipe = pipe
         self.tl = tl
         self.now_s = now_s
-        self.scrapes = scrapes
         self.pod_list = pods
         self.deleted = deleted
         self.template = template
         self.ready_n = ready_n
         self.spec_replicas = 0
         self.uniform = False  # every pod runs the template (no rollout): `batching()` is the template
+        self.deleted_off_template = True  # some deleted pod (still in rate windows) runs other parameters
         self.cold_recent: list[float] = []
         self._pod_rates: list[float | None] | None = None
         self._deleted_rates: list[float | None] | None = None
         self._batching: BatchingParams | None = None
         self._conc: float | None = None
+
+    @cached_property
+    def scrapes(self) -> list[int]:
+        """Prometheus scrapes of the pods inside the rate window ending now (timeline seconds)."""
+        cfg, now_s, tl = self.pipe.config, self.now_s, self.tl
+        got = self.pipe.scrapes_in(now_s - cfg.rate_window_s, now_s, cfg.scrape_interval_s, cfg.scrape_offset_s)
+        return [s for s in got if tl.index(s) >= 0]
 
     def _rates(self, pods: tuple[Pod, ...]) -> list[float | None]:
         sc, now_s, w = self.scrapes, self.now_s, self.pipe.config.rate_window_s
@@ -371,12 +371,14 @@ class _TickSource:
     def _concurrency_at(self, s: int, params: BatchingParams) -> float:
         """`_concurrency` of the view at second s <= now: from the second before s only."""
         pipe, tl = self.pipe, self.tl
-        last_i = tl.index(s) - 1
+        last_i = s + tl.preroll_s - 1
         per_pod_arrivals = 0.0
-        if last_i >= 0 and tl.ready[last_i] > 0:
-            per_pod_arrivals = float(tl.arrivals[last_i] / tl.ready[last_i])
+        if last_i >= 0:
+            ready = tl.ready.item(last_i)
+            if ready > 0:
+                per_pod_arrivals = tl.arrivals.item(last_i) / ready
         if pipe.live_latency:
-            lat_last = float(tl.mean_latency_ms[last_i]) if last_i >= 0 else math.nan
+            lat_last = tl.mean_latency_ms.item(last_i) if last_i >= 0 else math.nan
         else:
             lat_last = pipe.table(params).mean_ms_at(per_pod_arrivals)
         return per_pod_arrivals * lat_last / 1000.0 if math.isfinite(lat_last) else 0.0
@@ -395,20 +397,27 @@ class _TickSource:
         at s) and `running_batching` over the pods ready at s, live or deleted since (kept a window).
         """
         tl, now, t = self.tl, self.now_s, self.template
-        pods = (*self.pod_list, *self.deleted)
-        mixed = not self.uniform or any(p.params is not t and p.params != t for p in self.deleted)
         out: list[tuple[float, float | None]] = []
-        for s in range(max(now - n + 1, -tl.preroll_s), now):
-            ready_n = int(tl.ready[tl.index(s)])
+        start, ready_col, pre = tl.start_s, tl.ready, tl.preroll_s
+        if self.uniform and not self.deleted_off_template:  # every pod ready at s ran the template
+            for s in range(max(now - n + 1, -pre), now):
+                ready_n = int(ready_col.item(s + pre))
+                if ready_n == 0:
+                    out.append((start + s, None))
+                else:
+                    out.append((start + s, float(sum([self._concurrency_at(s, t)] * ready_n))))
+            return out
+        pods = (*self.pod_list, *self.deleted)
+        for s in range(max(now - n + 1, -pre), now):
+            ready_n = int(ready_col.item(s + pre))
             if ready_n == 0:
-                out.append((tl.start_s + s, None))
+                out.append((start + s, None))
                 continue
-            params = t
-            if mixed:  # the API lists pods oldest first: by id
-                ready = sorted((p for p in pods if p.ready_s <= s and (p.deleted_s is None or p.deleted_s > s)),
-                               key=lambda p: p.pod_id)  # fmt: skip
-                params = t if not ready or any(p.params == t for p in ready) else ready[0].params
-            out.append((tl.start_s + s, float(sum([self._concurrency_at(s, params)] * ready_n))))
+            # the API lists pods oldest first: by id
+            ready = sorted((p for p in pods if p.ready_s <= s and (p.deleted_s is None or p.deleted_s > s)),
+                           key=lambda p: p.pod_id)  # fmt: skip
+            params = t if not ready or any(p.params == t for p in ready) else ready[0].params
+            out.append((start + s, float(sum([self._concurrency_at(s, params)] * ready_n))))
         return out
 
     def pods(self) -> tuple[PodView, ...]:

@@ -8,9 +8,9 @@ makes the baselines honest: no policy can peek at the future or at un-scraped co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass
-from functools import cached_property
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 import numpy as np
 
@@ -56,6 +56,35 @@ class PodView:
 
 _new = object.__new__
 _set = object.__setattr__
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):
+    """`functools.cached_property` without its per-access lock (Python 3.11 takes an RLock on
+    every first access; a replay builds a view per tick): computes once, stores in the instance
+    dict, where later lookups find it before this non-data descriptor."""
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached_property[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | cached_property[T]:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 class ViewSource(Protocol):
