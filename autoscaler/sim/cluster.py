@@ -81,6 +81,7 @@ class Cluster:
         self.template = template
         self.spec_replicas = initial_replicas
         self._rng = np.random.default_rng(seed)
+        self._lognormal = lognormal_params(startup.mean_s, startup.jitter_cv) if startup.jitter_cv > 0 else (0.0, 0.0)
         self._next_id = 0
         self.pods: list[Pod] = []
         self.deleted: list[Pod] = []  # kept for the metrics pipeline (series live on in Prometheus)
@@ -135,7 +136,7 @@ class Cluster:
         s = self.startup
         if s.jitter_cv <= 0.0:
             return s.mean_s
-        mu, sigma = lognormal_params(s.mean_s, s.jitter_cv)
+        mu, sigma = self._lognormal
         return float(self._rng.lognormal(mu, sigma))
 
     def patch_replicas(self, replicas: int, now_s: int) -> None:
@@ -156,8 +157,13 @@ class Cluster:
 
     def reconcile(self, now_s: int) -> None:
         """The Deployment + ReplicaSet controllers at `now_s`, run to a fixed point."""
-        if self._uniform and len(self.pods) == self.spec_replicas:
-            return  # nothing to create, delete or roll: the controllers would not act
+        if self._uniform:  # no rollout: the fixed point of `_reconcile_once`, in one step
+            n, want = len(self.pods), self.spec_replicas
+            if n > want:
+                self._delete(_rank_for_deletion(self.pods, now_s)[: n - want], now_s)
+            elif n < want:
+                self._create(want - n, now_s)
+            return
         for _ in range(8):
             before = [p.pod_id for p in self.pods]
             self._reconcile_once(now_s)

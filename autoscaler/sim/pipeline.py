@@ -130,6 +130,8 @@ class MetricsPipeline:
         self._svc_sizes = np.asarray(spec.profile.batch_sizes, dtype=np.float64)  # for the queue-latency signal
         self._svc_ms = np.asarray(spec.profile.batch_latency_ms, dtype=np.float64)
         self._tables: dict[BatchingParams, RateTable] = {}
+        self._last_params: BatchingParams | None = None
+        self._last_table: RateTable | None = None
         self._names: dict[int, str] = {}
         self._pending: dict[int, tuple[Pod, float, PodView]] = {}
         self._stats_tl: Timeline | None = None
@@ -176,9 +178,12 @@ class MetricsPipeline:
         return got
 
     def table(self, params: BatchingParams) -> RateTable:
+        if params is self._last_params and self._last_table is not None:  # skips hashing the dataclass
+            return self._last_table
         t = self._tables.get(params)
         if t is None:
             t = self._tables[params] = self.tables(params)
+        self._last_params, self._last_table = params, t
         return t
 
     def build_view(self, tl: Timeline, cluster: Cluster, now_s: int) -> ClusterView:
@@ -195,7 +200,7 @@ class MetricsPipeline:
         src.deleted_off_template = cluster.deleted_off_template()
         src.spec_replicas = cluster.spec_replicas
         src.uniform = cluster.uniform
-        src.cold_recent = cluster.recent_cold_starts_s(now_s, 10)
+        src.cluster = cluster
         view = ClusterView.deferred(
             now_s=tl.start_s + now_s,
             spec_replicas=cluster.spec_replicas,
@@ -246,8 +251,9 @@ class MetricsPipeline:
                 elif pod_s > 0:
                     gpu = _ZERO
         cold = _NO_POD_STARTED
-        if src.cold_recent:
-            recent = src.cold_recent
+        cl = src.cluster  # cold starts up to now are facts of the past: final
+        recent = cl.recent_cold_starts_s(now_s, 10) if cl is not None else []
+        if recent:
             cold = Signal.of(float(sum(recent) / len(recent)))
         return Observation(
             time_s=t_abs,
@@ -293,7 +299,7 @@ class _TickSource:
         self.spec_replicas = 0
         self.uniform = False  # every pod runs the template (no rollout): `batching()` is the template
         self.deleted_off_template = True  # some deleted pod (still in rate windows) runs other parameters
-        self.cold_recent: list[float] = []
+        self.cluster: Cluster | None = None  # read for cold starts up to now only (final facts)
         self._pod_rates: list[float | None] | None = None
         self._deleted_rates: list[float | None] | None = None
         self._batching: BatchingParams | None = None
