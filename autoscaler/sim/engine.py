@@ -208,6 +208,7 @@ def run_rates(
     span_ticks = _SPAN_MIN_TICKS
     t = 0
     served_to = 0  # the timeline is served up to here (past t when served ahead)
+    run_from, run_desired = 0, -1  # tl.desired is written in runs of equal values
     while t < n_s:
         out = pol.decide(pipe.build_view(tl, cluster, t))
         desired = _clamp(int(out.desired_replicas), spec)
@@ -230,9 +231,11 @@ def run_rates(
             if out.batching is not None:
                 cluster.patch_batching(out.batching, t)
         t_next = min(n_s, t + period)
-        i0, i1 = tl.index(t), tl.index(t_next)
-        tl.desired[i0:i1] = desired
+        if desired != run_desired or t == 0:
+            tl.desired[tl.index(run_from) : tl.index(t)] = run_desired
+            run_from, run_desired = t, desired
         if out.forecast_rps is not None:
+            i0, i1 = tl.index(t), tl.index(t_next)
             tl.forecast[i0:i1] = out.forecast_rps
             tl.forecast_lo[i0:i1] = out.forecast_lo_rps if out.forecast_lo_rps is not None else np.nan
             tl.forecast_hi[i0:i1] = out.forecast_hi_rps if out.forecast_hi_rps is not None else np.nan
@@ -252,6 +255,7 @@ def run_rates(
         t = t_next
         if progress is not None:
             progress(t, n_s)
+    tl.desired[tl.index(run_from) : tl.index(n_s)] = run_desired
     result = SimResult(
         policy=name,
         trace=trace_name,

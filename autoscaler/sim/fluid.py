@@ -158,8 +158,11 @@ class RateTable:
         return lat, mean, batch, busy
 
     def mean_ms_at(self, per_replica_rps: float) -> float:
-        """`point(r)[1]` alone (the in-flight signal needs it every second)."""
-        j, w = self._at(per_replica_rps)
+        """`point(r)[1]` alone (the in-flight signal needs it every second); `_at` inlined."""
+        r = min(max(per_replica_rps, 0.0), self.top_rps)
+        x = self._rates_list
+        j = min(int(r / (x[1] - x[0])), len(x) - 2)
+        w = (r - x[j]) / (x[j + 1] - x[j])
         a = self._mean_list
         return a[j] + (a[j + 1] - a[j]) * w
 

@@ -100,8 +100,8 @@ class ViewSource(Protocol):
 
     def in_flight(self) -> float | None: ...
 
-    def in_flight_past(self, n: int) -> list[tuple[float, float | None]]:
-        """`in_flight` at the n - 1 whole seconds before the tick (those the timeline has)."""
+    def in_flight_history(self, n: int) -> list[tuple[float, float | None]]:
+        """`in_flight` at the n - 1 whole seconds before the tick (those the timeline has) and at it."""
         ...
 
 
@@ -216,9 +216,9 @@ class ClusterView:
         src: ViewSource | None = self.__dict__.get("_source")
         if src is None or n <= 1:
             return [(self.now_s, self.in_flight)]
-        past = src.in_flight_past(n)
-        past.append((self.now_s, self.in_flight))
-        return past
+        out = src.in_flight_history(n)
+        self.__dict__.setdefault("in_flight", out[-1][1])
+        return out
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -269,6 +269,17 @@ class PolicyOutput:
     forecast_lo_rps: float | None = None
     forecast_hi_rps: float | None = None
     reason: str = ""
+
+    @classmethod
+    def replicas(cls, desired_replicas: int, reason: str) -> PolicyOutput:
+        """`PolicyOutput(desired_replicas, reason=reason)`, built without the frozen dataclass'
+        per-field `object.__setattr__` (baselines return one per tick)."""
+        out = _new(cls)
+        _set(out, "__dict__", {
+            "desired_replicas": desired_replicas, "batching": None, "forecast_rps": None,
+            "forecast_lo_rps": None, "forecast_hi_rps": None, "reason": reason,
+        })  # fmt: skip
+        return out
 
 
 def empty_history() -> FloatArray:

@@ -233,9 +233,8 @@ class KnativeKpaPolicy:
         self.last_scale_s = view.now_s
         desired, detail = self.scale(view)
         if desired is None:
-            out = PolicyOutput(desired_replicas=view.spec_replicas, reason=detail)
+            out = PolicyOutput.replicas(view.spec_replicas, detail)
         else:
-            bounded = min(max(desired, self.spec.min_replicas), self.spec.max_replicas)
-            out = PolicyOutput(desired_replicas=bounded, reason=detail)
+            out = PolicyOutput.replicas(min(max(desired, self.spec.min_replicas), self.spec.max_replicas), detail)
         self.last_output = out
         return out
