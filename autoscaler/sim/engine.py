@@ -222,14 +222,33 @@ def run_rates(
             or desired != cluster.spec_replicas
             or (out.batching is not None and out.batching != cluster.template)
         ):
-            if served_to > t:  # served ahead assuming no change: take back the seconds from t on
-                cluster.rewind_to(t)
-                sim.rewind_to(t)
-                served_to = t
-                span_ticks = max(_SPAN_MIN_TICKS, span_ticks // 2)
-            cluster.patch_replicas(desired, t)
-            if out.batching is not None:
-                cluster.patch_batching(out.batching, t)
+            if served_to > t and cluster.uniform and (out.batching is None or out.batching == cluster.template):
+                # served ahead assuming no change, and only the replica count changed: the pods
+                # it adds or removes change nothing served before the first of them would have
+                # been ready, except the pod count (what is paid for)
+                before = {p.pod_id: p for p in cluster.pods}
+                cluster.patch_replicas(desired, t)
+                after = {p.pod_id for p in cluster.pods}
+                first_s = min(
+                    [p.ready_s for i, p in before.items() if i not in after]
+                    + [p.ready_s for p in cluster.pods if p.pod_id not in before]
+                )
+                keep_to = min(served_to, max(t, first_s - 1))
+                tl.pods[tl.index(t) : tl.index(keep_to)] = len(cluster.pods)
+                if served_to > keep_to:  # take back the seconds from keep_to on
+                    cluster.rewind_to(keep_to)
+                    sim.rewind_to(keep_to)
+                    served_to = keep_to
+                    span_ticks = max(_SPAN_MIN_TICKS, span_ticks // 2)
+            else:
+                if served_to > t:  # served ahead assuming no change: take back the seconds from t on
+                    cluster.rewind_to(t)
+                    sim.rewind_to(t)
+                    served_to = t
+                    span_ticks = max(_SPAN_MIN_TICKS, span_ticks // 2)
+                cluster.patch_replicas(desired, t)
+                if out.batching is not None:
+                    cluster.patch_batching(out.batching, t)
         t_next = min(n_s, t + period)
         if desired != run_desired or t == 0:
             tl.desired[tl.index(run_from) : tl.index(t)] = run_desired
@@ -250,7 +269,7 @@ def run_rates(
                     # case) the next ticks find their seconds already served
                     end = min(n_s, t + span_ticks * period)
                     span_ticks = min(_SPAN_MAX_TICKS, span_ticks * 2)
-                sim.serve_fluid(cluster, t, end)
+                sim.serve_fluid(cluster, served_to, end)
                 served_to = end
         t = t_next
         if progress is not None:
