@@ -145,6 +145,7 @@ class KnativeKpaPolicy:
         self.max_scale_down_rate = max_scale_down_rate
         self.scale_down_delay_s = scale_down_delay_s
         self.tick_interval_s = tick_interval_s
+        self._target_text = f"(target {self.target:g})"
         self.collect_every_tick = collect_every_tick
         # Scale() runs every tick_interval_s; the seconds in between are read back from the view
         self.period_s = float(BUCKET_S) if collect_every_tick else float(tick_interval_s)
@@ -189,10 +190,11 @@ class KnativeKpaPolicy:
     def scale(self, view: ClusterView) -> tuple[int | None, str]:
         """`autoscaler.Scale`: the desired pod count, or None when there is no data."""
         now = view.now_s
-        if self.stable.is_empty(now):
+        stable, panic = self.stable, self.panic
+        if stable.is_empty(now):
             return None, "no data to scale on yet"
-        observed_stable = self.stable.window_average(now)
-        observed_panic = self.panic.window_average(now)
+        observed_stable = stable.window_average(now)
+        observed_panic = panic.window_average(now)
         ready = max(1.0, float(view.ready_replicas))
         max_up = math.ceil(self.max_scale_up_rate * ready)
         max_down = math.floor(ready / self.max_scale_down_rate)
@@ -216,11 +218,9 @@ class KnativeKpaPolicy:
             self.delay = [(t, d) for t, d in self.delay if t > now - self.scale_down_delay_s]
             self.delay.append((now, desired))
             desired = max(d for _, d in self.delay)
-        mode = "panic" if self.in_panic else "stable"
-        return (
-            desired,
-            f"{mode}: stable {observed_stable:.2f} / panic {observed_panic:.2f} in flight (target {self.target:g})",
-        )
+        mode = "panic" if self.panic_time_s is not None else "stable"
+        detail = f"{mode}: stable {observed_stable:.2f} / panic {observed_panic:.2f} in flight {self._target_text}"
+        return desired, detail
 
     def decide(self, view: ClusterView) -> PolicyOutput:
         if self.collect_every_tick:
