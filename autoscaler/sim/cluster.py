@@ -201,10 +201,12 @@ class Cluster:
 
     def on_second(self, now_s: int) -> None:
         """Pods that became ready at `now_s`: record their cold start, continue any rollout."""
-        became = [p for p in self.pods if p.ready_s == now_s]
-        for p in became:
-            self.cold_starts_s.append(now_s - p.created_s)
-            self.cold_start_at_s.append(now_s)
+        became = False
+        for p in self.pods:
+            if p.ready_s == now_s:
+                self.cold_starts_s.append(now_s - p.created_s)
+                self.cold_start_at_s.append(now_s)
+                became = True
         if became:
             self.reconcile(now_s)
 

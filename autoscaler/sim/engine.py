@@ -312,12 +312,17 @@ class _Serving:
         # (index lo, index hi, params, ready count) for ready pods not running params0
         self.other_groups: list[tuple[int, int, BatchingParams, int]] = []
         self.requests: RequestServer | None = None
+        self._last_params: BatchingParams | None = None
+        self._last_table: RateTable | None = None
         if fidelity == "request":
             assert arrivals_s is not None
             self.requests = RequestServer(model.service, spec.slo, np.asarray(arrivals_s, dtype=np.float64))
 
     def table(self, params: BatchingParams) -> RateTable:
-        return rate_table(self.model, params, self.spec.slo)
+        if params is self._last_params and self._last_table is not None:  # skips hashing the key
+            return self._last_table
+        self._last_params, self._last_table = params, rate_table(self.model, params, self.spec.slo)
+        return self._last_table
 
     def _walk(self, cluster: Cluster, t0: int, t1: int, *, need_pods: bool = False) -> list[tuple[int, int, list[Pod]]]:
         """Split [t0, t1) where pods become ready; advance the cluster; record pods/ready counts.
@@ -337,7 +342,7 @@ class _Serving:
             if cluster.uniform and not need_pods:
                 n_ready = cluster.ready_count(s)
                 t = cluster.template
-                if n_ready and t != p0:
+                if n_ready and t is not p0 and t != p0:
                     odd[t] = n_ready
                 segs.append((s, seg_end, []))
             else:

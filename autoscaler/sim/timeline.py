@@ -96,11 +96,9 @@ class Timeline:
             "forecast_hi",
         ):
             setattr(self, name, np.full(n, np.nan))
-        self.cum_share = np.zeros(n + 1)
-        self.cum_arrivals = np.zeros(n + 1)
-        self.cum_served = np.zeros(n + 1)
-        self.cum_rejected = np.zeros(n + 1)
-        self.cum_ready = np.zeros(n + 1)
+        # one block, closed with one cumsum; the named columns are views of its rows
+        self._cum = np.zeros((5, n + 1))
+        self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready = self._cum
 
     @property
     def size(self) -> int:
@@ -121,17 +119,14 @@ class Timeline:
             self._close_scalar(lo, hi)
             return
         ready = self.ready[lo:hi]
-        share = np.divide(self.served[lo:hi], ready, out=np.zeros(hi - lo), where=ready > 0)
-        for cum, x in (
-            (self.cum_share, share),
-            (self.cum_arrivals, self.arrivals[lo:hi]),
-            (self.cum_served, self.served[lo:hi]),
-            (self.cum_rejected, self.rejected[lo:hi]),
-            (self.cum_ready, ready),
-        ):
-            run = x.copy()
-            run[0] += cum[lo]
-            np.cumsum(run, out=cum[lo + 1 : hi + 1])
+        block = np.zeros((5, hi - lo))  # rows in the order of `_cum`
+        np.divide(self.served[lo:hi], ready, out=block[0], where=ready > 0)
+        block[1] = self.arrivals[lo:hi]
+        block[2] = self.served[lo:hi]
+        block[3] = self.rejected[lo:hi]
+        block[4] = ready
+        block[:, 0] += self._cum[:, lo]
+        np.cumsum(block, axis=1, out=self._cum[:, lo + 1 : hi + 1])
         self.filled = hi
 
     def _close_scalar(self, lo: int, hi: int) -> None:
