@@ -87,3 +87,13 @@ def test_rewinding_forgets_the_cold_starts_recorded_after_the_rewind_point() -> 
             c.on_second(s)
     assert a.cold_starts_s == b.cold_starts_s
     assert [p.pod_id for p in a.pods] == [p.pod_id for p in b.pods]
+
+
+def test_creating_pods_in_one_batch_draws_the_same_delays_as_one_at_a_time() -> None:
+    spec = StartupSpec(jitter_cv=0.3)
+    a = Cluster(spec, P0, initial_replicas=0, seed=9)
+    b = Cluster(spec, P0, initial_replicas=0, seed=9)
+    for n in (1, 4, 2, 13):
+        a.patch_replicas(a.spec_replicas + n, now_s=10)  # one batch of n
+    one_by_one = [b.draw_startup_s() for _ in range(20)]
+    assert [p.ready_s for p in a.pods] == [10 + max(1, math.ceil(d)) for d in one_by_one]

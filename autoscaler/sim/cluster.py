@@ -228,8 +228,13 @@ class Cluster:
         return self._next_id
 
     def _create(self, n: int, now_s: int) -> None:
-        for _ in range(n):
-            delay = self.draw_startup_s()
+        s = self.startup
+        if s.jitter_cv <= 0.0:
+            delays = [s.mean_s] * n
+        else:  # one call draws the same numbers as n calls of `draw_startup_s` (tested)
+            mu, sigma = self._lognormal
+            delays = self._rng.lognormal(mu, sigma, size=n).tolist()
+        for delay in delays:
             self.pods.append(Pod(self._new_id(), float(now_s), now_s + max(1, math.ceil(delay)), self.template))
         self._ready_times = None
 
