@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.sim.timeline import Timeline
 
@@ -74,3 +78,22 @@ def test_one_second_rejections_equal_the_vectorized_table_bit_for_bit() -> None:
     assert np.array_equal(vec, one)
     assert (one[ready <= 0] == arrivals[ready <= 0]).all()
     assert (one[(ready > 0) & (arrivals / np.maximum(ready, 1.0) > table.mu_rps)] > 0).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    grid=st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=2, max_size=12, unique=True),
+    ys=st.lists(st.floats(min_value=-1e9, max_value=1e9), min_size=12, max_size=12),
+    x=st.one_of(st.floats(min_value=-2e6, max_value=2e6), st.just(math.nan)),
+    on_grid=st.booleans(),
+)
+def test_interp_one_is_np_interp_bit_for_bit(grid: list[float], ys: list[float], x: float, on_grid: bool) -> None:
+    from autoscaler.sim.fluid import interp_one
+
+    xs = sorted(grid)
+    fs = ys[: len(xs)]
+    if on_grid:
+        x = xs[len(xs) // 2]
+    want = float(np.interp(x, np.array(xs), np.array(fs)))
+    got = interp_one(x, xs, fs)
+    assert (math.isnan(want) and math.isnan(got)) or want == got

@@ -125,22 +125,11 @@ class RateTable:
         if ready <= 0:
             return arrivals
         r = arrivals / (ready if ready > 1.0 else 1.0)
-        xs, ys = self._rates_list, self._rejected_list
+        ys = self._rejected_list
         if r > self.top_rps:
             f = 1.0 - (1.0 - ys[-1]) * self.top_rps / (r if r > 1e-12 else 1e-12)
         else:
-            j = bisect.bisect_right(xs, r) - 1
-            if j < 0:
-                f = ys[0]
-            elif j >= len(xs) - 1 or xs[j] == r:
-                f = ys[j]
-            else:
-                slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
-                f = slope * (r - xs[j]) + ys[j]
-                if math.isnan(f):
-                    f = slope * (r - xs[j + 1]) + ys[j + 1]
-                    if math.isnan(f) and ys[j] == ys[j + 1]:
-                        f = ys[j]
+            f = interp_one(r, self._rates_list, ys)
         return arrivals * f
 
     def _at(self, per_replica_rps: float) -> tuple[int, float]:
@@ -213,6 +202,26 @@ class RateTable:
         """P(latency ≤ LATENCY_GRID_MS[j]) mixed over the weights (unnormalized)."""
         out: FloatArray = grid_weights @ self.cdf
         return out
+
+
+def interp_one(x: float, xs: list[float], ys: list[float]) -> float:
+    """`np.interp(x, xs, ys)` for one value, without numpy: the same operations as numpy's
+    `arr_interp` (x below/above the grid takes the end values, NaN stays NaN), so the result is
+    bit-identical."""
+    if x != x:
+        return x
+    j = bisect.bisect_right(xs, x) - 1
+    if j < 0:
+        return ys[0]
+    if j >= len(xs) - 1 or xs[j] == x:
+        return ys[j]
+    slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+    f = slope * (x - xs[j]) + ys[j]
+    if math.isnan(f):
+        f = slope * (x - xs[j + 1]) + ys[j + 1]
+        if math.isnan(f) and ys[j] == ys[j + 1]:
+            f = ys[j]
+    return f
 
 
 _TABLES: dict[tuple[object, ...], RateTable] = {}

@@ -42,7 +42,7 @@ import numpy as np
 
 from autoscaler.core.types import Observation, Signal, SignalStatus
 from autoscaler.sim.cluster import Cluster, Pod
-from autoscaler.sim.fluid import RateTable
+from autoscaler.sim.fluid import RateTable, interp_one
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView, cached_property
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
@@ -99,6 +99,7 @@ def extrapolated_rate(
 
 
 # signals that are the same at every tick (Signals are immutable)
+_add_reduce = np.add.reduce  # np.sum without its Python wrapper (same reduction, same bits)
 _NO_RATE = Signal.missing(SignalStatus.MISSING, "no pod has two request_count samples in the rate window")
 _NO_DATA = Signal.missing(SignalStatus.MISSING, "no data yet")
 _NO_SCRAPE = Signal.missing(SignalStatus.MISSING, "no scrape yet")
@@ -127,8 +128,8 @@ class MetricsPipeline:
         self.burst_window_s = max(1, round(spec.provisioning.burst_window_s))
         self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
         self.cpu_request_m = spec.profile.cpu_request_millicores
-        self._svc_sizes = np.asarray(spec.profile.batch_sizes, dtype=np.float64)  # for the queue-latency signal
-        self._svc_ms = np.asarray(spec.profile.batch_latency_ms, dtype=np.float64)
+        self._svc_sizes = [float(b) for b in spec.profile.batch_sizes]  # for the queue-latency signal
+        self._svc_ms = [float(ms) for ms in spec.profile.batch_latency_ms]
         self._tables: dict[BatchingParams, RateTable] = {}
         self._last_params: BatchingParams | None = None
         self._last_table: RateTable | None = None
@@ -223,7 +224,7 @@ class MetricsPipeline:
         b_lo = max(0, hi - self.burst_window_s)
         burst = _NO_DATA
         if hi > b_lo:
-            burst = Signal.of(float(np.sum(tl.arrivals[b_lo:hi])) / (hi - b_lo))
+            burst = Signal.of(float(_add_reduce(tl.arrivals[b_lo:hi])) / (hi - b_lo))  # = np.sum
         # window averages ending at the last scrape
         rejected = latency = batch = gpu = queue = _NO_SCRAPE
         if scrapes:
@@ -247,7 +248,7 @@ class MetricsPipeline:
                     latency = Signal.of(lat_q)
                     batch = Signal.of(mb)
                     gpu = Signal.of(busy)
-                    queue = Signal.of(max(0.0, mean_lat - float(np.interp(mb, self._svc_sizes, self._svc_ms))))
+                    queue = Signal.of(max(0.0, mean_lat - interp_one(mb, self._svc_sizes, self._svc_ms)))
                 elif pod_s > 0:
                     gpu = _ZERO
         cold = _NO_POD_STARTED
