@@ -19,7 +19,8 @@ open batch when it is full, or once its timeout has passed *and* a thread is fre
   thread is busy with probability u (utilization) for an equilibrium residual of S(K). For
   c ≥ 2 the threads stay staggered in reality (they are not independent), so the busy part of R
   is shrunk toward its mean by `_STAGGER` = 0.7, a factor fitted against the DES.
-* The batch-size distribution π is the fixed point of π → R → A → K.
+* The batch-size distribution π is the fixed point of π → R → A → K (damped iteration with
+  Anderson mixing: 5-20 steps where the plain damped iteration took 30-140).
 * A request's wait is A for the first of its batch and a uniform fraction of A for the others
   (Poisson arrivals are uniform given their count); latency = wait + S(K).
 * Full batches also queue behind each other as closed batches: an extra wait X with the
@@ -29,9 +30,11 @@ open batch when it is full, or once its timeout has passed *and* a thread is fre
   latency quantiles are infinite.
 
 `fraction_within` is made non-increasing in rate (running minimum over a cached rate table),
-and `capacity_at_slo_rps` is the largest r such that *every* rate in (0, r] meets the SLO:
-with a long timeout real batching can get faster with load, but an autoscaler must never
-conclude that fewer replicas serve better.
+and `capacity_at_slo_rps` is the largest r such that *every* rate in (0, r] meets the SLO
+(a rate meets it when P(latency ≤ SLO) ≥ q among arrivals: one CDF evaluation, no quantile
+search): with a long timeout real batching can get faster with load, but an autoscaler must
+never conclude that fewer replicas serve better. Quantiles — exact and as TF Serving's histogram
+buckets report them (`histogram_quantile_ms`) — are memoized per model, like steady states.
 
 The file is longer than most on purpose: docs/internal-apis.md pins `ServiceTime`,
 `CapacityModel`, `Calibration` and `calibrate` to this one module.
@@ -53,6 +56,7 @@ _STAGGER = 0.7  # shrink of the thread-wait spread for c >= 2 (fitted against th
 _NODES = 32  # discretisation of the thread-wait distribution
 _TABLE_POINTS = 161  # rates per params in the fraction_within table, 0 .. 1.2 x max throughput
 _MIN_SERVICE_MS = 1e-6
+_ANDERSON = 3  # earlier fixed-point steps the Anderson mixing of `_solve` combines
 _CAPACITY_SCAN = 12  # coarse rate scan before bisection (finds the first rate that misses)
 
 
@@ -155,6 +159,63 @@ def _uniform_plus_exp_cdf(y: FloatArray, lo: FloatArray, width: FloatArray, mean
     safe = np.maximum(width, 1e-12)
     out = (ramp(z) - ramp(z - width)) / safe
     return np.where(z <= 0.0, 0.0, np.clip(out, 0.0, 1.0))
+
+
+def _anderson_step(
+    pi: FloatArray, new: FloatArray, f: FloatArray, hist: list[tuple[FloatArray, FloatArray]]
+) -> FloatArray:
+    """Next iterate of the batch-size fixed point π = G(π): Anderson mixing (Walker & Ni) over the
+    last `_ANDERSON` steps with damping 0.5, or the damped step 0.5·(π + G(π)) without history.
+
+    `new` = G(pi), `f` = new − pi (a fresh array, kept); `hist` holds (f, G) of earlier steps and
+    is extended here. The damped iteration alone needs 30-140 steps to a residual of 1e-6; mixing,
+    5-20. Kept a distribution: negative entries are cut and the rest renormalized.
+    """
+    hist.append((f, new.copy()))
+    if len(hist) > _ANDERSON + 1:
+        del hist[0]
+    if len(hist) < 2:
+        return 0.5 * (pi + new)
+    fs = np.array([h[0] for h in hist])
+    gs = np.array([h[1] for h in hist])
+    d_f, d_g = fs[1:] - fs[:-1], gs[1:] - gs[:-1]
+    gamma = _solve_small((d_f @ d_f.T).tolist(), (d_f @ f).tolist())
+    if gamma is None:
+        hist.clear()
+        return 0.5 * (pi + new)
+    weights = np.array(gamma)
+    out: FloatArray = new - weights @ d_g - 0.5 * (f - weights @ d_f)
+    low = float(out.min())
+    if not math.isfinite(low):
+        hist.clear()
+        return 0.5 * (pi + new)
+    if low < 0.0:
+        out = np.maximum(out, 0.0)
+        out = out / out.sum()
+    return out
+
+
+def _solve_small(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """x with (a + ε·I) x = b for a tiny symmetric PSD `a` (Gauss-Jordan, partial pivoting, ε = 1e-12 ×
+    the largest diagonal entry); None when `a` is zero, not finite or nearly singular (pivot ≤ 1e-10 ×
+    that entry)."""
+    n = len(b)
+    scale = max(a[i][i] for i in range(n))
+    if not scale > 1e-280:  # also NaN
+        return None
+    m = [[a[i][j] + (1e-12 * scale if i == j else 0.0) for j in range(n)] + [b[i]] for i in range(n)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if not abs(m[piv][col]) > 1e-10 * scale:  # (nearly) dependent steps: no mixing this time
+            return None
+        m[col], m[piv] = m[piv], m[col]
+        row = m[col]
+        inv = 1.0 / row[col]
+        for r in range(n):
+            if r != col and m[r][col] != 0.0:
+                factor = m[r][col] * inv
+                m[r] = [x - factor * y for x, y in zip(m[r], row, strict=True)]
+    return [m[i][n] / m[i][i] for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -266,8 +327,10 @@ class CapacityModel:
         self._tables: dict[tuple[BatchingParams, float], tuple[float, list[float]]] = {}
         self._capacity: dict[tuple[BatchingParams, float, float], float] = {}
         self._quantiles: dict[tuple[BatchingParams, float, float], float] = {}
+        self._reported: dict[tuple[BatchingParams, float, float], float] = {}
         self._effective: dict[BatchingParams, BatchingParams] = {}
         self._service_arrays: dict[int, FloatArray] = {}
+        self._solver_arrays: dict[int, tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]] = {}
         self._warm: dict[BatchingParams, FloatArray] = {}
 
     def effective(self, params: BatchingParams) -> BatchingParams:
@@ -310,12 +373,28 @@ class CapacityModel:
             self._service_arrays[big_b] = hit
         return hit
 
+    def _solver_constants(self, big_b: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Rate-independent arrays of `_solve` for max_batch_size `big_b` (cached): the thread-wait
+        nodes, the residual service at each node (nodes, B+1), each node's busy midpoint, lgamma(k+1)
+        for k = 0 .. B-2, and the columns (k, S(k)) for k = 0 .. B.
+        """
+        hit = self._solver_arrays.get(big_b)
+        if hit is None:
+            svc = self._service_array(big_b)
+            grid = np.linspace(0.0, svc[big_b], _NODES + 1)
+            resid = np.clip(svc[None, :] - grid[:, None], 0.0, None)
+            r0 = np.concatenate(([0.0], 0.5 * (grid[:-1] + grid[1:])))
+            lgam = np.array([math.lgamma(j + 1.0) for j in range(big_b)])
+            ks = np.ascontiguousarray(np.stack((np.arange(big_b + 1, dtype=np.float64), svc), axis=1))
+            hit = (grid, resid, r0, lgam[None, : big_b - 1], ks)
+            self._solver_arrays[big_b] = hit
+        return hit
+
     def _solve(self, lam: float, params: BatchingParams, warm: FloatArray | None) -> Steady:
         big_b, c = params.max_batch_size, self.service.servers(params)
         timeout_s = params.batch_timeout_us * 1e-6
         svc = self._service_array(big_b)
         mu_max = c * big_b / svc[big_b]
-        k = np.arange(big_b + 1, dtype=np.float64)
         if lam >= mu_max:
             queue_s = (params.max_enqueued_batches - 0.5) * svc[big_b] / c
             pi = np.zeros(big_b + 1)
@@ -326,57 +405,72 @@ class CapacityModel:
                 one, one * timeout_s, one * 0.0, one * 0.0, pi[None, :], svc, 0.0, 1.0, pi,
             )  # fmt: skip
         rate_rps, lam = lam, max(lam, 1e-9)  # an idle replica is the limit of a tiny rate
-        grid = np.linspace(0.0, svc[big_b], _NODES + 1)
-        resid = np.clip(svc[None, :] - grid[:, None], 0.0, None)  # (nodes+1, B+1)
+        grid, resid, r0, lgam_b, ks = self._solver_constants(big_b)
+        nodes = len(grid)
         lam_resid = -np.expm1(-lam * resid)
-        lgam = np.array([math.lgamma(j + 1.0) for j in range(big_b)])
-        extra = np.arange(big_b, dtype=np.float64)  # arrivals after the first: 0 .. B-1
         pi = warm.copy() if warm is not None and len(warm) == big_b + 1 else np.eye(big_b + 1)[1]
-        r0 = np.concatenate(([0.0], 0.5 * (grid[:-1] + grid[1:])))
-        extra_b, lgam_b = extra[None, : big_b - 1], lgam[None, : big_b - 1]
-        first_only = (extra_b == 0).astype(np.float64)
+        extra_b = ks[None, : big_b - 1, 0]  # arrivals after the first: 0 .. B-2 (B-1 and up: full)
 
-        def batch_sizes(a: FloatArray) -> FloatArray:
-            """P(K = k | node) when the batch accumulates for `a` seconds at each node."""
-            size_p = np.zeros((len(a), big_b + 1))
-            if big_b == 1:
-                size_p[:, 1] = 1.0
-            else:
-                m = lam * a[:, None]
-                logp = -m + extra_b * np.log(np.maximum(m, 1e-300)) - lgam_b
-                pmf = np.where(m > 0.0, np.exp(logp), first_only)
-                size_p[:, 1:big_b] = pmf
-                size_p[:, big_b] = np.clip(1.0 - pmf.sum(axis=1), 0.0, None)
-            return size_p
+        def batch_sizes(a: FloatArray) -> tuple[FloatArray, FloatArray]:
+            """P(K = k | node) for k = 1 .. B-1 and P(K = B | node), accumulating `a` seconds at each node."""
+            m = lam * a
+            logp = np.log(np.maximum(m, 1e-300))[:, None] * extra_b
+            logp -= m[:, None]
+            logp -= lgam_b
+            pmf = np.exp(logp)
+            idle = m <= 0.0
+            if idle.any():  # nothing more arrives: the batch holds its first request only
+                pmf[idle] = 0.0
+                pmf[idle, :1] = 1.0
+            return pmf, np.clip(1.0 - pmf.sum(axis=1), 0.0, None)
 
         # with one server the wait nodes do not move, so A and P(K | node) are loop invariants
         staggered = c >= 2
-        r = r0.copy()
-        a = np.maximum(r, timeout_s)
-        size_p = batch_sizes(a)
-        wait_p = np.zeros(1)
+        both = np.concatenate((lam_resid, resid)) if staggered else lam_resid
+        r_tail = r0[1:]
+        a = np.maximum(r0, timeout_s)
+        pmf, full = batch_sizes(a)
+        ext = np.empty(nodes + 1)  # [1, surv...]: wait_p is its negative difference
+        ext[0] = 1.0
+        new = np.zeros(big_b + 1)
+        hist: list[tuple[FloatArray, FloatArray]] = []
+        last_err = math.inf
         u = 0.0
         for _ in range(400):
-            mean_k, mean_s = float(pi @ k), float(pi @ svc)
+            mean_k, mean_s = (pi @ ks).tolist()
             u = min(1.0 - 1e-12, lam * mean_s / (c * mean_k))
-            surv = lam_resid @ pi  # with one server the factor below is x ** 0 == 1 exactly
+            surv = both @ pi
             if staggered:
-                surv = surv * (u * (resid @ pi) / mean_s) ** (c - 1)
-            wait_p = np.concatenate(([1.0 - surv[0]], surv[:-1] - surv[1:]))
+                surv = surv[:nodes] * (u * surv[nodes:] / mean_s) ** (c - 1)
+            ext[1:] = surv
+            wait_p = ext[:-1] - ext[1:]
             wait_p[-1] += surv[-1]
             if staggered:
-                r = r0.copy()
-                busy = float(wait_p[1:].sum())
+                wait_tail = wait_p[1:]
+                busy = float(wait_tail.sum())
                 if busy > 0.0:
-                    mid = float(wait_p[1:] @ r[1:]) / busy
-                    r[1:] = np.maximum(mid + _STAGGER * (r[1:] - mid), 0.0)
-                a = np.maximum(r, timeout_s)
-                size_p = batch_sizes(a)
-            new = wait_p @ size_p
-            if float(np.abs(new - pi).max()) < 1e-6:
+                    mid = float(wait_tail @ r0[1:]) / busy
+                    r_tail = np.maximum(mid + _STAGGER * (r0[1:] - mid), 0.0)
+                else:
+                    r_tail = r0[1:]
+                a[1:] = np.maximum(r_tail, timeout_s)
+                pmf, full = batch_sizes(a)
+            new[1:big_b] = wait_p @ pmf
+            new[big_b] = wait_p @ full
+            f = new - pi
+            err = float(np.abs(f).max())
+            if err < 1e-6:
                 pi = new
                 break
-            pi = 0.5 * (pi + new)
+            if err > last_err:  # no progress: forget the history, take a plain damped step
+                hist.clear()
+            last_err = err
+            pi = _anderson_step(pi, new, f, hist)
+        r = np.concatenate((r0[:1], r_tail))
+        size_p = np.zeros((nodes, big_b + 1))
+        size_p[:, 1:big_b] = pmf
+        size_p[:, big_b] = full
+        k = ks[:, 0]
         mean_k = float(pi @ k)
         u = min(1.0, lam * float(pi @ svc) / (c * mean_k))
         fill = np.minimum(a, (big_b - 1) / lam) if big_b > 1 else np.zeros_like(a)
@@ -431,6 +525,17 @@ class CapacityModel:
             if len(self._quantiles) > 20_000:
                 self._quantiles.clear()
             self._quantiles[key] = hit
+        return hit
+
+    def reported_quantile_ms(self, rate_rps: float, params: BatchingParams, q: float) -> float:
+        """`histogram_quantile_ms` of this model, memoized per (params, rate, q) like the exact quantile."""
+        key = (self.effective(params), float(rate_rps), float(q))
+        hit = self._reported.get(key)
+        if hit is None:
+            hit = _bucketed_quantile_ms(self.steady(rate_rps, params), q)
+            if len(self._reported) > 20_000:
+                self._reported.clear()
+            self._reported[key] = hit
         return hit
 
     def _latency_quantile_ms(self, rate_rps: float, params: BatchingParams, q: float) -> float:
@@ -533,10 +638,15 @@ class CapacityModel:
         warm: FloatArray | None = None
 
         def ok(rate: float) -> bool:
+            """The q-quantile at `rate` is within the limit: P(latency ≤ limit) ≥ q among arrivals
+            (one CDF evaluation; the quantile itself would take a search)."""
             nonlocal warm
             point = self.steady(rate, params, warm)
             warm = point.pi
-            return self.latency_quantile_ms(rate, params, q) <= limit_ms
+            served = 1.0 - point.rejected
+            if point.overloaded or served < q:
+                return False
+            return point.cdf(limit_ms / 1000.0) >= q / served
 
         if not ok(top * 1e-4):
             result = 0.0
@@ -586,6 +696,7 @@ def calibrate(
     quantile: float,
     observed_batch_size: float | None = None,
     model: CapacityModel | None = None,
+    predicted_latency_ms: float | None = None,
 ) -> Calibration:
     """One EWMA step of the service scale from an observation of the real server (pure).
 
@@ -597,6 +708,8 @@ def calibrate(
     observed mean batch size, when given, refines the step: at a given rate a slower server
     forms larger batches. `model` is the model to compare with (default: `cached_model` at the
     calibration's scale; a caller may pass one at a slightly rounded scale to share its caches).
+    `predicted_latency_ms`, when given, replaces the model's exact quantile as the prediction: the
+    caller's model value in the same terms as the observation (e.g. as TF Serving's buckets report it).
     """
     for name, value in (("rate_per_replica_rps", rate_per_replica_rps), ("observed_latency_ms", observed_latency_ms)):
         if not (math.isfinite(value) and value >= 0.0):
@@ -609,7 +722,12 @@ def calibrate(
         return cal
     if model is None:
         model = cached_model(profile, cal.service_scale)
-    predicted = model.latency_quantile_ms(rate_per_replica_rps, params, quantile)
+    if predicted_latency_ms is None:
+        predicted = model.latency_quantile_ms(rate_per_replica_rps, params, quantile)
+    elif not predicted_latency_ms > 0.0:  # also NaN
+        raise ValueError(f"predicted_latency_ms: expected a value > 0 (got {predicted_latency_ms!r})")
+    else:
+        predicted = predicted_latency_ms
     log_ratio = math.log(observed_latency_ms / predicted) if math.isfinite(predicted) else math.log(0.8)
     if observed_batch_size is not None and rate_per_replica_rps > 0.0:
         predicted_b = model.mean_batch_size(rate_per_replica_rps, params)
@@ -629,13 +747,22 @@ def histogram_quantile_ms(model: CapacityModel, rate_rps: float, params: Batchin
     """The model's q-quantile as TF Serving's histogram + Prometheus' histogram_quantile report it.
 
     Linear interpolation inside the bucket holding the quantile (as `histogram_quantile` does);
-    inf when the model calls the replica overloaded.
+    inf when the model calls the replica overloaded. Memoized in the model
+    (`CapacityModel.reported_quantile_ms`).
     """
-    point = model.steady(rate_rps, params)
+    return model.reported_quantile_ms(rate_rps, params, q)
+
+
+_BUCKET_EDGES_MS = np.asarray(TF_LATENCY_BUCKETS_MS)
+_BUCKET_EDGES_S = _BUCKET_EDGES_MS / 1000.0
+
+
+def _bucketed_quantile_ms(point: Steady, q: float) -> float:
+    """`histogram_quantile_ms` of one steady state (not cached)."""
     if point.overloaded:
         return math.inf
-    edges = np.asarray(TF_LATENCY_BUCKETS_MS)
-    cdf = point.cdf_many(edges / 1000.0)
+    edges = _BUCKET_EDGES_MS
+    cdf = point.cdf_many(_BUCKET_EDGES_S)
     above = np.nonzero(cdf >= q)[0]
     if not above.size:
         return float(edges[-1])

@@ -42,7 +42,6 @@ from autoscaler.core.capacity import (
     CapacityModel,
     cached_model,
     calibrate,
-    histogram_quantile_ms,
 )
 from autoscaler.core.decide_rules import (
     PANIC_STABLE_WINDOW_FACTOR,
@@ -56,7 +55,7 @@ from autoscaler.core.decide_rules import (
 )
 from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
-from autoscaler.spec.types import BatchingParams, ServiceProfile, ServingAutoscalerSpec
+from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile, ServingAutoscalerSpec
 
 __all__ = [
     "BATCHING_RECHECK_S",
@@ -148,8 +147,9 @@ def decide(
         notes=tuple(notes),
     )
     scaled_up = plan.desired > state.last_desired_replicas
-    new_state = replace(
-        state,
+    # every field spelled out (dataclasses.replace costs ~10 µs a tick); created_s is the only one kept
+    new_state = State(
+        created_s=state.created_s,
         last_desired_replicas=plan.desired,
         hpa=plan.hpa,
         panic_last_trigger_s=plan.panic_trigger_s,
@@ -215,9 +215,11 @@ def _freshness(spec: ServingAutoscalerSpec, obs: Observation, now_s: float) -> t
 
 
 def _finite_nonneg(sig: Signal) -> float | None:
-    if not sig.ok or sig.value is None or not math.isfinite(sig.value) or sig.value < 0.0:
+    """The signal's value when it is OK, finite and >= 0, else None (read ~9 times a tick)."""
+    value = sig.value
+    if value is None or sig.status is not SignalStatus.OK or not 0.0 <= value < math.inf:  # NaN fails too
         return None
-    return float(sig.value)
+    return float(value)
 
 
 def _observed_load(obs: Observation) -> tuple[float | None, str]:
@@ -241,13 +243,19 @@ def _lead_time(spec: ServingAutoscalerSpec, obs: Observation | None) -> tuple[fl
         return max(0.0, p.lead_time_s), ""
     cold_s = _finite_nonneg(obs.cold_start_s) if obs is not None else None
     if cold_s is not None:
-        lead = cold_s + p.decision_period_s + p.metrics_lag_s
-        return lead, (
-            f"lead time {lead:.0f} s = measured cold start {cold_s:.0f} s + decision period "
-            f"{p.decision_period_s:g} s + metrics lag {p.metrics_lag_s:g} s"
-        )
+        return _measured_lead_time(cold_s, p.decision_period_s, p.metrics_lag_s)
     return spec.lead_time_s, (
         f"lead time {spec.lead_time_s:.0f} s from the spec's startup estimate (no measured cold start)"
+    )
+
+
+@lru_cache(maxsize=256)
+def _measured_lead_time(cold_s: float, period_s: float, lag_s: float) -> tuple[float, str]:
+    """Lead time from a measured cold start, and its note (memoized: the cold start rarely changes)."""
+    lead = cold_s + period_s + lag_s
+    return lead, (
+        f"lead time {lead:.0f} s = measured cold start {cold_s:.0f} s + decision period "
+        f"{period_s:g} s + metrics lag {lag_s:g} s"
     )
 
 
@@ -256,6 +264,7 @@ BATCHING_RECHECK_S = 300.0
 # Calibration is quantized to 1 % steps (the tuner's to 10 %) so cached models are reused across ticks;
 # 1 % of capacity is well inside any headroom.
 _SCALE_STEP = 1.01
+_LN_SCALE_STEP = math.log(_SCALE_STEP)
 _TUNER_SCALE_STEPS = 10
 
 
@@ -264,11 +273,23 @@ def _capacity_model_cached(profile: ServiceProfile, scale_step: int) -> Capacity
     return CapacityModel(profile, service_scale=_SCALE_STEP**scale_step)
 
 
+# Per-replica capacity at the SLO per (profile, SLO, scale step, batching parameters): a pure function
+# of its key, read twice per tick, so one dictionary lookup instead of a model lookup and its caches.
+_CAPACITIES: dict[tuple[ServiceProfile, SLO, int, BatchingParams], float] = {}
+
+
 def clear_model_caches() -> None:
     """Forget every memoized capacity model and batching ranking (benchmarks measure cold runs)."""
     _capacity_model_cached.cache_clear()
+    _CAPACITIES.clear()
     cached_model.cache_clear()
     clear_rankings()
+
+
+def _scale_step(service_scale: float) -> int:
+    """The service scale's index on the 1 % log grid (0, scale 1.0, for a scale that is not finite and > 0)."""
+    scale = service_scale if math.isfinite(service_scale) and service_scale > 0 else 1.0
+    return round(math.log(scale) / _LN_SCALE_STEP)
 
 
 def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bool = False) -> CapacityModel:
@@ -277,27 +298,34 @@ def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bo
     Memoization only: the model is a pure function of its key, so `decide()` stays pure. A cold
     `capacity_at_slo_rps` costs ~25 ms; the simulator calls decide() every decision period for days.
     """
-    scale = service_scale if math.isfinite(service_scale) and service_scale > 0 else 1.0
-    step = math.log(scale) / math.log(_SCALE_STEP)
+    step = _scale_step(service_scale)
     if coarse:
         return _capacity_model_cached(profile, _TUNER_SCALE_STEPS * round(step / _TUNER_SCALE_STEPS))
-    return _capacity_model_cached(profile, round(step))
+    return _capacity_model_cached(profile, step)
 
 
 def _quantized(rate_rps: float) -> float:
     """`rate_rps` rounded to the nearest 1 % step (log grid), so model solves repeat across ticks."""
     if not (math.isfinite(rate_rps) and rate_rps > 0.0):
         return rate_rps
-    return float(_SCALE_STEP ** round(math.log(rate_rps) / math.log(_SCALE_STEP)))
+    return float(_SCALE_STEP ** round(math.log(rate_rps) / _LN_SCALE_STEP))
 
 
 def _capacity_rps(spec: ServingAutoscalerSpec, cal: Calibration, params: BatchingParams) -> float:
-    model = _capacity_model(spec.profile, cal.service_scale)
+    key = (spec.profile, spec.slo, _scale_step(cal.service_scale), params)
+    hit = _CAPACITIES.get(key)
+    if hit is not None:
+        return hit
+    model = _capacity_model_cached(spec.profile, key[2])
     try:
         capacity = model.capacity_at_slo_rps(params, spec.slo)
     except (ValueError, ArithmeticError):
-        return 0.0
-    return capacity if math.isfinite(capacity) and capacity > 0.0 else 0.0
+        capacity = 0.0
+    capacity = capacity if math.isfinite(capacity) and capacity > 0.0 else 0.0
+    if len(_CAPACITIES) > 4096:
+        _CAPACITIES.clear()
+    _CAPACITIES[key] = capacity
+    return capacity
 
 
 # --- online calibration (DESIGN rule 1) -------------------------------------------------------
@@ -382,20 +410,24 @@ def _calibrated(
         # the model at the scale rounded to 1 % and the rate rounded to 1 %: both far inside the
         # gentle step below, and the solves are then shared across ticks
         model = _capacity_model(spec.profile, cal.service_scale)
-        exact_ms = model.latency_quantile_ms(rate, state.batching, q)
-        measured_ms = histogram_quantile_ms(model, rate, state.batching, q)
-        debiased_ms = latency_ms * exact_ms / measured_ms
-        if not (math.isfinite(debiased_ms) and debiased_ms > 0.0):
+        point = model.steady(rate, state.batching)
+        # Debiasing: the observed quantile went through TF Serving's buckets, so it is compared with
+        # the model's quantile through the same buckets (debiased = observed × exact / bucketed,
+        # predicted = exact: the exact quantile cancels, so it is not computed; it is finite unless
+        # the model calls the replica overloaded or rejecting more than 1 − q).
+        measured_ms = model.reported_quantile_ms(rate, state.batching, q)
+        if point.overloaded or (1.0 - point.rejected) < q or not (math.isfinite(measured_ms) and measured_ms > 0.0):
             return cal, since_s, f"calibration: {now_scale} kept (model has no finite latency here)"
         step = calibrate(
             Calibration(cal.service_scale, max(cal.samples, _CALIBRATION_PRIOR_SAMPLES)),
             spec.profile,
             state.batching,
             rate_per_replica_rps=rate,
-            observed_latency_ms=debiased_ms,
+            observed_latency_ms=latency_ms,
             quantile=q,
             observed_batch_size=batch if batch and batch >= 1.0 else None,
             model=model,
+            predicted_latency_ms=measured_ms,
         )
     except (ValueError, ArithmeticError, ZeroDivisionError):
         return cal, since_s, f"calibration: {now_scale} kept (model failed)"

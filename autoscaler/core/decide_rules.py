@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from autoscaler.core.hpa import (
     HpaHistory,
@@ -51,6 +52,7 @@ def ceil_replicas(load_rps: float, per_replica_rps: float) -> int:
     return max(1, math.ceil(ratio * (1.0 - _CEIL_SLACK)))
 
 
+@lru_cache(maxsize=64)
 def quantile_label(q: float) -> str:
     """0.99 -> 'p99', 0.999 -> 'p99.9'."""
     return f"p{q * 100:g}"
@@ -140,8 +142,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
     notes: list[str] = []
 
     usable = max(0.0, capacity_rps * (1.0 - prov.headroom))
-    slo = f"{quantile_label(spec.slo.latency_quantile)} ≤ {spec.slo.latency_ms:g} ms"
-    per = f"{fmt_rps(usable)} rps/replica ({slo}, {prov.headroom:.0%} headroom)"
+    slo, per = _capacity_texts(usable, spec.slo.latency_quantile, spec.slo.latency_ms, prov.headroom)
     if usable <= 0.0:
         notes.append(f"capacity at the SLO is 0: even light load misses {slo}; any load proposes the maximum")
 
@@ -168,8 +169,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
 
     proposals: list[Proposal] = []
     if fc is not None and p_fc is not None:
-        lead = f"peak {quantile_label(fc.quantile)} over next {inp.lead_s:.0f} s ({fc.model})"
-        proposals.append(Proposal("forecast", p_fc, fc.load_rps, lead))
+        proposals.append(Proposal("forecast", p_fc, fc.load_rps, _lead_text(fc.quantile, inp.lead_s, fc.model)))
     if load is not None and p_obs is not None:
         proposals.append(Proposal("observed", p_obs, load, "served + rejected, rate window"))
     if burst is not None and p_burst is not None:
@@ -280,6 +280,19 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
         panic_max_replicas=max(panic_max, desired) if panicking else 0,
         notes=tuple(notes),
     )
+
+
+# The tick's texts that depend on a few values only, memoized (the simulator decides ~40k times a week).
+@lru_cache(maxsize=1024)
+def _capacity_texts(usable_rps: float, quantile: float, latency_ms: float, headroom: float) -> tuple[str, str]:
+    """('p99 ≤ 100 ms', '123 rps/replica (p99 ≤ 100 ms, 20% headroom)')."""
+    slo = f"{quantile_label(quantile)} ≤ {latency_ms:g} ms"
+    return slo, f"{fmt_rps(usable_rps)} rps/replica ({slo}, {headroom:.0%} headroom)"
+
+
+@lru_cache(maxsize=1024)
+def _lead_text(quantile: float, lead_s: float, model: str) -> str:
+    return f"peak {quantile_label(quantile)} over next {lead_s:.0f} s ({model})"
 
 
 def _driver_text(

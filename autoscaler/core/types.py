@@ -125,6 +125,11 @@ class Forecast:
     level: float
     model: str
     note: str = ""
+    # peak_step's answers per (steps, quantile): the forecast driver hands the same forecast to every
+    # tick of one step, so each is computed once (a memo of a pure function, not state)
+    _peaks: dict[tuple[int, int, float], tuple[float, int]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         n = len(self.mean)
@@ -152,7 +157,8 @@ class Forecast:
         index; None if no step overlaps. A non-finite quantile is returned as soon as it is met.
 
         `quantile(q)` for the few steps of a lead time, in plain floats (the same IEEE operations
-        as the array expression, so the same values; the decision core asks every tick).
+        as the array expression, so the same values; the decision core asks every tick), memoized per
+        (steps, q) on the forecast, which the forecast driver reuses for every tick of one step.
         """
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
@@ -160,6 +166,14 @@ class Forecast:
         hi_i = min(self.horizon, math.ceil((end_s - self.origin_s) / self.step_s))
         if hi_i <= lo_i:
             return None
+        key = (lo_i, hi_i, q)
+        hit = self._peaks.get(key)
+        if hit is None:
+            hit = self._peak_step(lo_i, hi_i, q)
+            self._peaks[key] = hit
+        return hit
+
+    def _peak_step(self, lo_i: int, hi_i: int, q: float) -> tuple[float, int]:
         z, two_z_level = normal_quantile(q), 2.0 * normal_quantile(0.5 + self.level / 2.0)
         mean, lo, hi = self.mean, self.lo, self.hi
         peak, at = -math.inf, lo_i
