@@ -3,8 +3,11 @@
 The what-if simulator must be fast enough to compare every policy on a week of real traffic
 interactively: target ≤ 10 s per policy for the 7-day, 1 s NASA-HTTP window (604,800 steps,
 scaled so the busiest second needs 30 T4 replicas). Tables are built once (a first untimed run
-of a cheap policy) and statsmodels is imported up front, so the numbers are the replay itself;
-each policy runs `--repeat` times (default 3) and the median is reported. Writes
+of a cheap policy) and statsmodels is imported up front, so the numbers are the replay itself.
+The machine is shared and its speed drifts by tens of percent within minutes, so the policies run
+in `--repeat` interleaved rounds (default 3: every policy once per round, so each sees the same
+conditions) and the median per policy is reported, with each round's time for a fixed pure-Python
+reference loop (`reference_ms`: a slow round shows there too). Writes
 benchmarks/results/replay_speed.json.
 
     .venv/bin/python benchmarks/replay_speed.py [--policies a,b] [--days 7] [--repeat 3]
@@ -31,6 +34,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "replay_speed.json"
 TARGET_S = 10.0
 
 
+def _reference_ms() -> float:
+    """Best of 5 of a fixed pure-Python loop (ms): how fast the machine runs Python right now."""
+    best = math.inf
+    for _ in range(5):
+        t = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.perf_counter() - t)
+    return best * 1000.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policies", help="comma-separated (default: all)")
@@ -45,35 +58,42 @@ def main() -> int:
     load_s = time.perf_counter() - t0
     engine.run(inp.trace, inp.spec, "static-peak")  # builds the fluid tables (untimed)
     import statsmodels.tsa.holtwinters  # noqa: F401  (the forecasters import it lazily; ~2 s once per process)
-    rows = []
-    for name in policies:
-        walls: list[float] = []
-        s: dict[str, object] = {}
-        err = None
-        for _ in range(args.repeat):
+
+    walls: dict[str, list[float]] = {name: [] for name in policies}
+    summaries: dict[str, dict[str, object]] = {name: {} for name in policies}
+    errors: dict[str, str | None] = {name: None for name in policies}
+    reference_ms: list[float] = []
+    for k in range(args.repeat):
+        reference_ms.append(_reference_ms())
+        for name in policies:
+            if errors[name] is not None:
+                continue
             clear_model_caches()  # every run starts cold, as one `simulate` run does (fluid tables excepted)
             t = time.perf_counter()
             try:
-                s = engine.run(inp.trace, inp.spec, name, history_rps=inp.history_rps).summary
+                summaries[name] = engine.run(inp.trace, inp.spec, name, history_rps=inp.history_rps).summary
             except Exception as e:  # report, keep measuring the others
-                s, err = {}, f"{type(e).__name__}: {e}"
-                break
-            walls.append(time.perf_counter() - t)
-        wall = statistics.median(walls) if walls else math.nan
+                errors[name] = f"{type(e).__name__}: {e}"
+                continue
+            walls[name].append(time.perf_counter() - t)
+            console.print(f"round {k + 1}: {name} {walls[name][-1]:.1f} s")
+    rows = []
+    for name in policies:
+        wall = statistics.median(walls[name]) if walls[name] else math.nan
+        s = summaries[name]
         rows.append(
             {
                 "policy": name,
                 "wall_s": wall,
-                "wall_s_runs": walls,
+                "wall_s_runs": walls[name],
                 "seconds_replayed": inp.trace.n_seconds,
                 "sim_seconds_per_wall_second": inp.trace.n_seconds / wall,
                 "meets_target": wall <= TARGET_S,
                 "slo_attainment": s.get("slo_attainment"),
                 "replica_hours": s.get("replica_hours"),
-                "error": err,
+                "error": errors[name],
             }
         )
-        console.print(f"{name}: median {wall:.1f} s of {', '.join(f'{w:.1f}' for w in walls)}")
     doc = {
         "trace": inp.trace.name,
         "window_s": inp.trace.n_seconds,
@@ -82,6 +102,7 @@ def main() -> int:
         "fidelity": "fluid",
         "target_s_per_policy": TARGET_S,
         "trace_load_s": load_s,
+        "reference_ms_per_round": reference_ms,
         "policies": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +122,7 @@ def main() -> int:
             "–" if r["replica_hours"] is None else f"{r['replica_hours']:.0f}",
         )
     console.print(t)
+    console.print(f"reference loop per round: {', '.join(f'{r:.1f} ms' for r in reference_ms)}")
     console.print(f"wrote {args.out}")
     return 0
 
