@@ -68,3 +68,29 @@ def test_best_setting_is_the_cheapest_that_meets_the_goal_including_refined_ones
     assert best["predictive"]["best_knobs"] == {"headroom": 0.4}
     assert best["predictive"]["x_oracle"] == 170.0 / 50.0
     assert best["predictive"]["settings_tried"] == 3
+
+
+def test_refine_ignores_settings_that_combine_the_knob_with_another() -> None:
+    """The predictive grid also tries lower forecast quantiles at headroom 0; those rows carry a
+    `headroom` too and must not stand in for the plain headroom setting of the same value."""
+    tasks = [SweepTask("s", "predictive", {"headroom": h}, {}, {}) for h in (0.0, 0.15)]
+    rows = [
+        _row("predictive", {"headroom": 0.0}, 100.0, False),
+        _row("predictive", {"headroom": 0.15}, 120.0, True),
+        _row("predictive", {"forecast_quantile": 0.5, "headroom": 0.0}, 90.0, True),  # after: would win
+    ]
+    extra = sweep.refine(tasks, rows)
+    assert [t.knobs["headroom"] for t in extra] == [0.1, 0.05]
+    assert sweep.best_by_policy(rows)[0]["best_knobs"] == {"forecast_quantile": 0.5, "headroom": 0.0}
+
+
+def test_the_predictive_grid_tries_lower_forecast_quantiles_at_headroom_zero() -> None:
+    from autoscaler.sim.sweep import knob_grid
+    from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
+
+    spec = ServingAutoscalerSpec(name="t", target=TargetRef("ns", "d", "m"))
+    grid = knob_grid("predictive", spec)
+    lean = [k for k in grid if "forecast_quantile" in k]
+    below = spec.provisioning.forecast_quantile
+    assert lean and all(k["headroom"] == 0.0 and k["forecast_quantile"] < below for k in lean)
+    assert [k["headroom"] for k in grid if set(k) == {"headroom"}] == [0.0, 0.05, 0.15, 0.25, 0.35, 0.5]

@@ -2,10 +2,11 @@
 
 Owns the fair comparison behind the product's claim. A baseline run at its default setting is a
 straw man; operators tune. So for every scenario each policy's main knob (`Policy.knob`: HPA CPU
-target, RPS-per-pod target, KEDA threshold, KPA target concurrency, our headroom) is varied over
-a grid, every setting is replayed, then (`refine`) the gap between the cheapest passing setting and
-its failing grid neighbour is tried at two more points, the same for every policy; a policy is scored
-by its *cheapest setting that still reaches the SLO attainment goal*, as a multiple of the oracle's
+target, RPS-per-pod target, KEDA threshold, KPA target concurrency, our headroom — and, below
+headroom 0, our forecast quantile) is varied over a grid, every setting is replayed, then
+(`refine`) the gap between the cheapest passing setting and its failing grid neighbour is tried at
+two more points, the same for every policy; a policy is scored by its *cheapest setting that still
+reaches the SLO attainment goal*, as a multiple of the oracle's
 replica-hours (`x_oracle`).
 Runs go to a process pool (the engine is single-threaded numpy); each worker loads a scenario's
 inputs once and caches them.
@@ -30,6 +31,7 @@ from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 RPS_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
+PREDICTIVE_LEAN_QUANTILES = (0.5, 0.8)  # tried at headroom 0, below the spec's quantile
 
 
 def knob_grid(policy: str, spec: ServingAutoscalerSpec) -> list[dict[str, Any]]:
@@ -45,7 +47,10 @@ def knob_grid(policy: str, spec: ServingAutoscalerSpec) -> list[dict[str, Any]]:
         base = 0.7 * spec.batching.initial.max_batch_size
         return [{"target_concurrency": round(base * m, 2)} for m in (0.35, 0.7, 1.4)]
     if policy == "predictive":
-        return [{"headroom": h} for h in (0.0, 0.05, 0.15, 0.25, 0.35, 0.5)]
+        # "forecast quantile / headroom": headroom over the spec's forecast quantile, and below
+        # headroom 0 (the least it can be) lower forecast quantiles
+        lean = [{"forecast_quantile": q, "headroom": 0.0} for q in PREDICTIVE_LEAN_QUANTILES]
+        return lean + [{"headroom": h} for h in (0.0, 0.05, 0.15, 0.25, 0.35, 0.5)]
     return [{}]
 
 
@@ -146,10 +151,10 @@ def refine(tasks: Sequence[SweepTask], rows: Sequence[dict[str, Any]]) -> list[S
             by_key.setdefault((t.scenario, t.policy), []).append(t)
     for (sc, pol), ts in sorted(by_key.items()):
         (name,) = ts[0].knobs
-        runs = {
+        runs = {  # the settings of this one knob alone (not combined with others)
             float(r["knobs"][name]): r
             for r in rows
-            if r["scenario"] == sc and r["policy"] == pol and "error" not in r and name in r.get("knobs", {})
+            if r["scenario"] == sc and r["policy"] == pol and "error" not in r and set(r.get("knobs", {})) == {name}
         }
         values = sorted(runs)
         passing = [v for v in values if runs[v]["meets_slo"]]
