@@ -16,7 +16,7 @@ P1 = BatchingParams(max_batch_size=32)
 def test_startup_delays_are_lognormal_around_the_spec_mean() -> None:
     spec = StartupSpec(jitter_cv=0.2)
     c = Cluster(spec, P0, initial_replicas=0, seed=3)
-    draws = np.array([c.draw_startup_s() for _ in range(4000)])
+    draws = np.array([c.draw_startup_s()[0] for _ in range(4000)])
     assert abs(draws.mean() / spec.mean_s - 1.0) < 0.02
     assert abs(draws.std() / draws.mean() - 0.2) < 0.02
     # the quantile helper agrees with the draws
@@ -95,5 +95,5 @@ def test_creating_pods_in_one_batch_draws_the_same_delays_as_one_at_a_time() -> 
     b = Cluster(spec, P0, initial_replicas=0, seed=9)
     for n in (1, 4, 2, 13):
         a.patch_replicas(a.spec_replicas + n, now_s=10)  # one batch of n
-    one_by_one = [b.draw_startup_s() for _ in range(20)]
+    one_by_one = [b.draw_startup_s()[0] for _ in range(20)]
     assert [p.ready_s for p in a.pods] == [10 + max(1, math.ceil(d)) for d in one_by_one]

@@ -132,12 +132,14 @@ class Cluster:
         return ready[0].params
 
     # ---- what patches do --------------------------------------------------------------------
-    def draw_startup_s(self) -> float:
+    def draw_startup_s(self, n: int = 1) -> list[float]:
+        """n startup delays, seconds (one RNG call draws the same numbers as n calls of one: tested)."""
         s = self.startup
         if s.jitter_cv <= 0.0:
-            return s.mean_s
+            return [s.mean_s] * n
         mu, sigma = self._lognormal
-        return float(self._rng.lognormal(mu, sigma))
+        delays: list[float] = self._rng.lognormal(mu, sigma, size=n).tolist()
+        return delays
 
     def patch_replicas(self, replicas: int, now_s: int) -> None:
         if replicas != self.spec_replicas:
@@ -228,13 +230,7 @@ class Cluster:
         return self._next_id
 
     def _create(self, n: int, now_s: int) -> None:
-        s = self.startup
-        if s.jitter_cv <= 0.0:
-            delays = [s.mean_s] * n
-        else:  # one call draws the same numbers as n calls of `draw_startup_s` (tested)
-            mu, sigma = self._lognormal
-            delays = self._rng.lognormal(mu, sigma, size=n).tolist()
-        for delay in delays:
+        for delay in self.draw_startup_s(n):
             self.pods.append(Pod(self._new_id(), float(now_s), now_s + max(1, math.ceil(delay)), self.template))
         self._ready_times = None
 

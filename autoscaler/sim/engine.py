@@ -231,7 +231,8 @@ def run_rates(
                 after = {p.pod_id for p in cluster.pods}
                 first_s = min(
                     [p.ready_s for i, p in before.items() if i not in after]
-                    + [p.ready_s for p in cluster.pods if p.pod_id not in before]
+                    + [p.ready_s for p in cluster.pods if p.pod_id not in before],
+                    default=served_to + 1,  # no pod added or removed: every served second stands
                 )
                 keep_to = min(served_to, max(t, first_s - 1))
                 tl.pods[tl.index(t) : tl.index(keep_to)] = len(cluster.pods)
