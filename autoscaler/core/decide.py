@@ -65,6 +65,7 @@ __all__ = [
     "State",
     "clear_model_caches",
     "decide",
+    "lead_time",
     "panic_stable_window_s",
 ]
 
@@ -235,6 +236,17 @@ def _observed_load(obs: Observation) -> tuple[float | None, str]:
     rejected = _finite_nonneg(obs.rejected_rps) or 0.0
     total = served + rejected
     return (total, "") if math.isfinite(total) else (None, "request rate overflows")
+
+
+def lead_time(spec: ServingAutoscalerSpec, observation: Observation | None, now_s: float) -> tuple[float, str]:
+    """The lead time `decide()` provisions for at `now_s` with this observation, and its note.
+
+    The spec's fixed lead time, else the measured cold start (when the observation is fresh) plus
+    the decision period and metrics lag, else the spec's startup estimate. The controller asks for
+    a forecast that covers exactly this (`control.controller`), so the two never disagree.
+    """
+    fresh = observation is not None and _freshness(spec, observation, now_s)[0]
+    return _lead_time(spec, observation if fresh else None)
 
 
 def _lead_time(spec: ServingAutoscalerSpec, obs: Observation | None) -> tuple[float, str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from autoscaler.control import ForecastLike
 from autoscaler.core.types import FloatArray
-from autoscaler.runtime.loop import ForecastLike
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 log = logging.getLogger(__name__)

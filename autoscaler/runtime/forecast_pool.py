@@ -41,8 +41,8 @@ def _ensure(key: str, spec: ForecasterSpec) -> Any:
     return drv
 
 
-def _warm(key: str, spec: ForecasterSpec, history_rps: FloatArray, end_s: float) -> None:
-    _ensure(key, spec).warm_start(history_rps, end_s)
+def _warm(key: str, spec: ForecasterSpec, history_rps: FloatArray, end_s: float, step_s: float | None) -> None:
+    _ensure(key, spec).warm_start(history_rps, end_s, step_s=step_s)
 
 
 def _step(
@@ -108,13 +108,13 @@ class RemoteDriver:
         self.key = key
         self.spec = spec
         self._pending: list[tuple[float, float | None]] = []
-        self._warm_args: tuple[FloatArray, float] | None = None
+        self._warm_args: tuple[FloatArray, float, float | None] | None = None
         self._generation = pool.generation
 
-    def warm_start(self, history_rps: FloatArray, end_s: float) -> None:
-        self._warm_args = (history_rps, end_s)
+    def warm_start(self, history_rps: FloatArray, end_s: float, *, step_s: float | None = None) -> None:
+        self._warm_args = (history_rps, end_s, step_s)
         self._generation = self._pool.generation
-        self._pool.call(_warm, self.key, self.spec, history_rps, end_s)
+        self._pool.call(_warm, self.key, self.spec, history_rps, end_s, step_s)
 
     def observe(self, time_s: float, rate_rps: float | None) -> None:
         self._pending.append((time_s, rate_rps))
@@ -123,7 +123,8 @@ class RemoteDriver:
         sent, self._pending = self._pending, []
         try:
             if self._generation != self._pool.generation and self._warm_args is not None:
-                self.warm_start(*self._warm_args)  # a new worker: re-send the history we had
+                hist, end_s, step_s = self._warm_args
+                self.warm_start(hist, end_s, step_s=step_s)  # a new worker: re-send the history we had
             fc: Forecast | None = self._pool.call(_step, self.key, self.spec, sent, now_s, horizon_s)
         except BrokenProcessPool:
             return None

@@ -18,25 +18,15 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
 
 from autoscaler.actuators.base import ActuationResult, Actuator, BatchingOutcome, ScaleOutcome, standby_result
-from autoscaler.core.decide import State, decide
-from autoscaler.core.types import Decision, FloatArray, Forecast, Observation, Signal, SignalStatus, TargetKey
+from autoscaler.control import ForecastLike, PredictiveController
+from autoscaler.core.types import Decision, FloatArray, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.runtime.clock import Clock, sleep_or_stop
 from autoscaler.runtime.records import DecisionLog, decision_dict, record
 from autoscaler.runtime.telemetry import Telemetry
 from autoscaler.sources.base import MetricSource, PodMetricSource
-from autoscaler.spec.types import Mode, ServingAutoscalerSpec
+from autoscaler.spec.types import ServingAutoscalerSpec
 
 log = logging.getLogger(__name__)
-
-
-class ForecastLike(Protocol):
-    """What the loop needs from `forecast.driver.ForecastDriver`."""
-
-    def warm_start(self, history_rps: FloatArray, end_s: float) -> None: ...
-
-    def observe(self, time_s: float, rate_rps: float | None) -> None: ...
-
-    def forecast(self, now_s: float, horizon_s: float) -> Forecast | None: ...
 
 
 class StatusWriter(Protocol):
@@ -56,11 +46,12 @@ def key_of(spec: ServingAutoscalerSpec) -> TargetKey:
 
 @dataclass
 class _Target:
-    spec: ServingAutoscalerSpec
-    state: State | None = None
-    driver: ForecastLike | None = None
+    controller: PredictiveController  # the shared controller step (control/): state, forecaster
     scored: tuple[float, float] | None = None  # (end of the forecast's first step, its mean rps)
-    warmed: bool = False  # history fetched into the forecaster (or tried)
+
+    @property
+    def spec(self) -> ServingAutoscalerSpec:
+        return self.controller.spec
 
 
 @dataclass(frozen=True)
@@ -125,15 +116,16 @@ class ControlLoop:
             key = key_of(spec)
             old = self._targets.get(key)
             if old is None:
-                new[key] = _Target(spec, driver=self._factory(spec) if self._factory else None)
+                driver = self._factory(spec) if self._factory else None
+                new[key] = _Target(PredictiveController(spec, driver, target=key))
                 log.info("target added", extra={"target": str(key), "spec": spec.name, "mode": spec.mode.value})
                 continue
-            driver = old.driver
+            driver = old.controller.forecaster
             if old.spec.forecaster != spec.forecaster and self._factory is not None:
                 driver = self._factory(spec)
             if old.spec != spec:
                 log.info("target spec updated", extra={"target": str(key), "spec": spec.name})
-            new[key] = _Target(spec, old.state, driver, old.scored, old.warmed and driver is old.driver)
+            new[key] = _Target(old.controller.with_spec(spec, driver), old.scored)
         for key in self._targets.keys() - new.keys():
             self.store.remove(key)
             log.info("target removed", extra={"target": str(key)})
@@ -207,22 +199,14 @@ class ControlLoop:
         self._count_source_errors(key, obs)
         rate = obs.arrival_rps.value if obs.arrival_rps.ok else None
         self._score_forecast(key, t, rate, now_s)
-        fc: Forecast | None = None
-        if t.driver is not None and not t.warmed and self._history is not None:
-            t.warmed = True
-            await asyncio.to_thread(self._warm_start, spec, t.driver, now_s)
-        if t.driver is not None:
-            driver = t.driver
-            horizon_s = spec.lead_time_s + spec.provisioning.decision_period_s
-            try:
-                fc = await asyncio.to_thread(self._forecast, driver, now_s, rate, horizon_s)
-            except Exception as exc:
-                log.warning("forecast failed", extra={"target": str(key), "error": str(exc)[:200]})
-        if t.state is None:
-            t.state = State.initial(spec, now_s, obs.current_replicas if obs.current_replicas is not None else 1)
-        prev_state = t.state
+        ctl = t.controller
+        if ctl.forecaster is not None and not ctl.warmed and self._history is not None:
+            await asyncio.to_thread(self._warm_start, ctl, now_s)
+        fc = await asyncio.to_thread(ctl.forecast, obs, now_s)  # refits block: off the event loop
+        if ctl.last_forecast_error is not None:
+            log.warning("forecast failed", extra={"target": str(key), "error": ctl.last_forecast_error})
         started = self.clock.monotonic_s()
-        decision, new_state = decide(spec, prev_state, obs, fc, now_s=now_s, target=key)
+        decision = ctl.decide(obs, fc, now_s)
         self.telemetry.decision_latency.observe(max(0.0, self.clock.monotonic_s() - started))
         self.store.put_decision(
             key,
@@ -239,13 +223,7 @@ class ControlLoop:
                 await asyncio.to_thread(self._status.write, spec, decision)
         else:
             result = standby_result(spec, decision)
-        if (
-            decision.batching_changed
-            and result.batching not in (BatchingOutcome.ROLLED_OUT, BatchingOutcome.ALREADY_APPLIED)
-            and spec.mode is not Mode.PREVIEW
-        ):  # the pods still run the old parameters: do not pretend otherwise
-            new_state = replace(new_state, batching=prev_state.batching, last_rollout_s=prev_state.last_rollout_s)
-        t.state = new_state
+        ctl.on_actuated(result.batching in (BatchingOutcome.ROLLED_OUT, BatchingOutcome.ALREADY_APPLIED))
         if fc is not None and fc.horizon > 0:
             t.scored = (fc.origin_s + fc.step_s, float(fc.mean[0]))
         self._count_actuation(key, result)
@@ -258,19 +236,16 @@ class ControlLoop:
             await asyncio.to_thread(self._records.append, spec.outputs.decisions_path, doc)
         return TickResult(spec, obs, decision, result, leader)
 
-    def _warm_start(self, spec: ServingAutoscalerSpec, driver: ForecastLike, now_s: float) -> None:
+    def _warm_start(self, ctl: PredictiveController, now_s: float) -> None:
         assert self._history is not None
+        spec = ctl.spec
+        ctl.warmed = True  # tried once: a failed fetch starts cold rather than retrying every tick
         try:
             history = self._history(spec, now_s)
-            driver.warm_start(history, now_s)
+            ctl.warm_start(history, now_s)
             log.info("forecaster warm-started", extra={"target": str(key_of(spec)), "points": len(history)})
         except Exception as exc:  # start cold rather than fail the tick
             log.warning("no history for warm start", extra={"target": str(key_of(spec)), "error": str(exc)[:200]})
-
-    @staticmethod
-    def _forecast(driver: ForecastLike, now_s: float, rate: float | None, horizon_s: float) -> Forecast | None:
-        driver.observe(now_s, rate)
-        return driver.forecast(now_s, horizon_s)
 
     def _score_forecast(self, key: TargetKey, t: _Target, rate: float | None, now_s: float) -> None:
         if t.scored is None or rate is None or now_s < t.scored[0]:

@@ -286,6 +286,9 @@ def run_rates(
         timeline=tl,
     )
     result.summary = summarize(result, sim, cluster, wall_s=time.perf_counter() - wall0)
+    # how our policy reaches the Deployment ("hpa": through the HPA copy; "direct"); None for baselines
+    mode = getattr(pol, "mode", None)
+    result.summary["mode"] = getattr(mode, "value", mode)
     return result
 
 

@@ -27,6 +27,7 @@ from autoscaler.sim.timeline import CSV_COLUMNS
 
 SUMMARY_KEYS = (
     "policy",
+    "mode",
     "trace",
     "requests",
     "slo_ms",

@@ -15,6 +15,7 @@ from autoscaler.spec.types import ServingAutoscalerSpec
 
 POLICIES: dict[str, str] = {
     "predictive": "autoscaler.sim.baselines.predictive:PredictivePolicy",
+    "predictive-direct": "autoscaler.sim.baselines.predictive:PredictiveDirectPolicy",
     "hpa-cpu": "autoscaler.sim.baselines.hpa:HpaCpuPolicy",
     "hpa-rps": "autoscaler.sim.baselines.hpa:HpaRpsPolicy",
     "keda": "autoscaler.sim.baselines.keda:KedaPrometheusPolicy",
