@@ -114,6 +114,7 @@ def decide(
         burst_rps=burst_rps,
         forecast=fc,
         lead_s=lead_s,
+        surge_ratio=_surge_ratio(forecast, lead_s),
     )
     plan = plan_replicas(inputs, capacity_rps)
 
@@ -213,6 +214,15 @@ def _freshness(spec: ServingAutoscalerSpec, obs: Observation, now_s: float) -> t
     if abs(age_s) > limit_s:
         return False, f"observation is stale: {age_s:.0f} s old (stale after {limit_s:g} s)"
     return True, ""
+
+
+def _surge_ratio(forecast: Forecast | None, lead_s: float) -> float | None:
+    """The surge reserve for the lead time (`core.surge`), from the forecaster's learned ratios."""
+    if forecast is None or not forecast.surge or not forecast.step_s > 0:
+        return None
+    k = min(max(1, math.ceil(lead_s / forecast.step_s - 1e-9)), len(forecast.surge))
+    r = forecast.surge[k - 1]
+    return r if math.isfinite(r) and r >= 1.0 else None
 
 
 def _finite_nonneg(sig: Signal) -> float | None:

@@ -118,6 +118,7 @@ class Inputs:
     burst_rps: float | None
     forecast: ForecastUse | None
     lead_s: float
+    surge_ratio: float | None = None  # core/surge.py: the load may climb this much over the lead time
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
     p_fc = ceil_replicas(fc.load_rps, usable) if fc is not None else None
     p_obs = ceil_replicas(load, usable) if load is not None else None
     p_burst = ceil_replicas(burst, usable) if burst is not None else None
+    surge = inp.surge_ratio
+    p_surge = ceil_replicas(load * surge, usable) if load is not None and surge is not None else None
 
     # --- burst guard (Knative panic mode) -------------------------------------------------
     ready = max(1, inp.ready_replicas)
@@ -172,6 +175,8 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
         proposals.append(Proposal("forecast", p_fc, fc.load_rps, _lead_text(fc.quantile, inp.lead_s, fc.model)))
     if load is not None and p_obs is not None:
         proposals.append(Proposal("observed", p_obs, load, "served + rejected, rate window"))
+    if load is not None and surge is not None and p_surge is not None:
+        proposals.append(Proposal("surge", p_surge, load * surge, f"observed × {surge:.2f} surge reserve"))
     if burst is not None and p_burst is not None:
         state_txt = "over" if over else "under"
         detail = f"{state_txt} panic threshold {prov.panic_threshold:g}× capacity of {ready} ready pods"
@@ -179,14 +184,17 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
 
     # --- the policy's own recommendation: max over signals --------------------------------
     driver, raw = "", -1
-    for name, value in (("forecast", p_fc), ("observed", p_obs), ("burst", p_burst if panicking else None)):
+    signals = (("forecast", p_fc), ("observed", p_obs), ("surge", p_surge), ("burst", p_burst if panicking else None))
+    for name, value in signals:
         if value is not None and value > raw:
             driver, raw = name, value
-    driver_text = _driver_text(inp, driver, p_fc, p_obs, p_burst, per, panic_limit_rps)
+    driver_text = _driver_text(inp, driver, p_fc, p_obs, p_burst, per, panic_limit_rps, p_surge)
     binding = Binding.NONE
     clause = ""
     if driver == "observed" and p_fc is not None:
         binding = Binding.REACTIVE_FLOOR
+    elif driver == "surge":
+        binding = Binding.SURGE_RESERVE
     elif driver == "burst":
         binding = Binding.PANIC
     target = raw if raw >= 0 else ref
@@ -206,7 +214,7 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
                 "scale-down tolerance (scale-in needs the observed load to agree)"
             )
             target = need_in
-    elif p_fc is not None and p_fc < ref and target == ref and driver == "observed":
+    elif p_fc is not None and p_fc < ref and target == ref and driver in ("observed", "surge"):
         binding = Binding.SCALE_IN_GUARD
         clause += f"; forecast alone would scale in to {p_fc}, but the observed load does not agree"
 
@@ -303,6 +311,7 @@ def _driver_text(
     p_burst: int | None,
     per: str,
     panic_limit_rps: float,
+    p_surge: int | None = None,
 ) -> str:
     prov = inp.spec.provisioning
     if driver == "forecast" and inp.forecast is not None:
@@ -314,6 +323,11 @@ def _driver_text(
     if driver == "observed" and inp.load_rps is not None:
         suffix = " (no forecast: reactive only)" if inp.forecast is None else ""
         return f"observed load {fmt_rps(inp.load_rps)} rps needs {p_obs} × {per}{suffix}"
+    if driver == "surge" and inp.load_rps is not None and inp.surge_ratio is not None:
+        return (
+            f"observed load {fmt_rps(inp.load_rps)} rps × surge reserve {inp.surge_ratio:.2f} "
+            f"(the climb this target's history shows within {inp.lead_s:.0f} s) needs {p_surge} × {per}"
+        )
     if driver == "burst" and inp.burst_rps is not None:
         return (
             f"panic: burst {fmt_rps(inp.burst_rps)} rps over {prov.burst_window_s:g} s "

@@ -125,6 +125,9 @@ class Forecast:
     level: float
     model: str
     note: str = ""
+    # surge reserve (core/surge.py): surge[k-1] = how far the load may climb over k steps above the
+    # recent peak, learned from the history at the SLO's miss budget; () = not learned
+    surge: tuple[float, ...] = ()
     # peak_step's answers per (steps, quantile): the forecast driver hands the same forecast to every
     # tick of one step, so each is computed once (a memo of a pure function, not state)
     _peaks: dict[tuple[int, int, float], tuple[float, int]] = field(
@@ -204,6 +207,7 @@ class Binding(str, Enum):
     PENDING_PODS = "pending-pods"
     SCALE_IN_GUARD = "scale-in-needs-observed-load"
     REACTIVE_FLOOR = "reactive-floor"
+    SURGE_RESERVE = "surge-reserve"
     PANIC = "panic"
 
 

@@ -36,11 +36,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from autoscaler.core.surge import surge_ratios, surge_settings
 from autoscaler.core.types import FloatArray, Forecast
 from autoscaler.forecast.auto import FALLBACK_MODEL, MIN_POINTS, select
 from autoscaler.forecast.base import ErrorIntervalForecaster, ForecastError
 from autoscaler.forecast.registry import create, fit_model, names
-from autoscaler.spec.types import ForecasterSpec
+from autoscaler.spec.types import ForecasterSpec, ServingAutoscalerSpec
 
 
 def impute(y: FloatArray, season_length: int) -> FloatArray:
@@ -67,6 +68,9 @@ class ForecastDriver:
         *,
         min_refit_interval_s: float | None = None,
         selection_horizon_s: float = 300.0,
+        surge_budget: float | None = None,
+        surge_base_s: float = 300.0,
+        surge_max_s: float = 900.0,
     ) -> None:
         if spec.step_s <= 0 or spec.season_length_s < spec.step_s or spec.history_s < spec.step_s:
             raise ForecastError(
@@ -93,6 +97,12 @@ class ForecastDriver:
         self._fallback = False
         self._last_fit_s = -math.inf
         self._cache: tuple[tuple[int, int, int], Forecast] | None = None
+        # surge reserve (core/surge.py), learned at every refit from the kept history
+        self.surge_budget = surge_budget
+        self.surge_base_s = surge_base_s
+        self.surge_base_steps = max(1, round(surge_base_s / spec.step_s))
+        self.surge_max_steps = max(1, math.ceil(surge_max_s / spec.step_s))
+        self.surge: tuple[float, ...] = ()
         self.fit_count = 0
         self.select_count = 0
         self.late_observations = 0
@@ -194,7 +204,7 @@ class ForecastDriver:
         missing = self._trailing_missing()
         if missing:
             note = f"{note}; last {missing} step(s) missing: state carried forward".lstrip("; ")
-        fc = replace(fc, note=note)
+        fc = replace(fc, note=note, surge=self.surge)
         self._cache = (key, fc)
         return fc
 
@@ -237,6 +247,11 @@ class ForecastDriver:
         self._model = model
         self._fed = self._n_done
         self._last_fit_s = now_s
+        if self.surge_budget is not None and not self._short_history():
+            history = np.asarray(self._values[-self.history_len :], dtype=np.float64)
+            self.surge = surge_ratios(
+                history, self.surge_max_steps, self.surge_budget, base_steps=self.surge_base_steps
+            )
         self.fit_count += 1
         self._cache = None
 
@@ -250,3 +265,11 @@ class ForecastDriver:
             f"using {FALLBACK_MODEL} without seasonality until there is enough"
         )
         return fit_model(FALLBACK_MODEL, y, self.step_s, self.season_length), note, True
+
+
+def driver_for(spec: ServingAutoscalerSpec, *, min_refit_interval_s: float | None = None) -> ForecastDriver:
+    """The forecast driver of one target, as the daemon and the simulator both build it."""
+    budget, base_s = surge_settings(spec)
+    return ForecastDriver(
+        spec.forecaster, min_refit_interval_s=min_refit_interval_s, surge_budget=budget, surge_base_s=base_s
+    )

@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 def forecaster_factory(spec: ServingAutoscalerSpec) -> ForecastLike | None:
     try:
-        from autoscaler.forecast.driver import ForecastDriver
+        from autoscaler.forecast.driver import driver_for
 
-        driver: ForecastLike = ForecastDriver(spec.forecaster)
+        driver: ForecastLike = driver_for(spec)
         return driver
     except Exception as exc:
         log.error(

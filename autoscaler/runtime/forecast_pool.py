@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from autoscaler.core.surge import surge_settings
 from autoscaler.core.types import FloatArray, Forecast
 from autoscaler.spec.types import ForecasterSpec, ServingAutoscalerSpec
 
@@ -31,24 +32,36 @@ log = logging.getLogger(__name__)
 _DRIVERS: dict[str, Any] = {}
 
 
-def _ensure(key: str, spec: ForecasterSpec) -> Any:
+def _ensure(key: str, spec: ForecasterSpec, surge: tuple[float, float]) -> Any:
     drv = _DRIVERS.get(key)
-    if drv is None or drv.spec != spec:
+    if drv is None or drv.spec != spec or (drv.surge_budget, drv.surge_base_s) != surge:
         from autoscaler.forecast.driver import ForecastDriver
 
-        drv = ForecastDriver(spec)
+        drv = ForecastDriver(spec, surge_budget=surge[0], surge_base_s=surge[1])
         _DRIVERS[key] = drv
     return drv
 
 
-def _warm(key: str, spec: ForecasterSpec, history_rps: FloatArray, end_s: float, step_s: float | None) -> None:
-    _ensure(key, spec).warm_start(history_rps, end_s, step_s=step_s)
+def _warm(
+    key: str,
+    spec: ForecasterSpec,
+    surge: tuple[float, float],
+    history_rps: FloatArray,
+    end_s: float,
+    step_s: float | None,
+) -> None:
+    _ensure(key, spec, surge).warm_start(history_rps, end_s, step_s=step_s)
 
 
 def _step(
-    key: str, spec: ForecasterSpec, observed: list[tuple[float, float | None]], now_s: float, horizon_s: float
+    key: str,
+    spec: ForecasterSpec,
+    surge: tuple[float, float],
+    observed: list[tuple[float, float | None]],
+    now_s: float,
+    horizon_s: float,
 ) -> Forecast | None:
-    drv = _ensure(key, spec)
+    drv = _ensure(key, spec, surge)
     for t, v in observed:
         drv.observe(t, v)
     fc: Forecast | None = drv.forecast(now_s, horizon_s)
@@ -93,7 +106,9 @@ class ForecastPool:
         self.call(_ping)
 
     def driver(self, spec: ServingAutoscalerSpec) -> RemoteDriver:
-        return RemoteDriver(self, f"{spec.target.namespace}/{spec.target.deployment}", spec.forecaster)
+        return RemoteDriver(
+            self, f"{spec.target.namespace}/{spec.target.deployment}", spec.forecaster, surge_settings(spec)
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -103,10 +118,11 @@ class ForecastPool:
 class RemoteDriver:
     """`ForecastLike` proxy for one target's driver in the worker process (blocking calls)."""
 
-    def __init__(self, pool: ForecastPool, key: str, spec: ForecasterSpec) -> None:
+    def __init__(self, pool: ForecastPool, key: str, spec: ForecasterSpec, surge: tuple[float, float]) -> None:
         self._pool = pool
         self.key = key
         self.spec = spec
+        self.surge = surge
         self._pending: list[tuple[float, float | None]] = []
         self._warm_args: tuple[FloatArray, float, float | None] | None = None
         self._generation = pool.generation
@@ -114,7 +130,7 @@ class RemoteDriver:
     def warm_start(self, history_rps: FloatArray, end_s: float, *, step_s: float | None = None) -> None:
         self._warm_args = (history_rps, end_s, step_s)
         self._generation = self._pool.generation
-        self._pool.call(_warm, self.key, self.spec, history_rps, end_s, step_s)
+        self._pool.call(_warm, self.key, self.spec, self.surge, history_rps, end_s, step_s)
 
     def observe(self, time_s: float, rate_rps: float | None) -> None:
         self._pending.append((time_s, rate_rps))
@@ -125,7 +141,7 @@ class RemoteDriver:
             if self._generation != self._pool.generation and self._warm_args is not None:
                 hist, end_s, step_s = self._warm_args
                 self.warm_start(hist, end_s, step_s=step_s)  # a new worker: re-send the history we had
-            fc: Forecast | None = self._pool.call(_step, self.key, self.spec, sent, now_s, horizon_s)
+            fc: Forecast | None = self._pool.call(_step, self.key, self.spec, self.surge, sent, now_s, horizon_s)
         except BrokenProcessPool:
             return None
         return fc

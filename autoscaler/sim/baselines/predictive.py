@@ -37,7 +37,7 @@ from typing import ClassVar
 from autoscaler.control import PredictiveController
 from autoscaler.core.hpa import HpaMetricError, get_external_per_pod_metric_replicas
 from autoscaler.core.state import State
-from autoscaler.forecast.driver import ForecastDriver
+from autoscaler.forecast.driver import driver_for
 from autoscaler.sim.baselines.hpa import DEFAULT_TOLERANCE, HPA_SYNC_PERIOD_S, HpaController, tolerances_for
 from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.types import (
@@ -124,7 +124,7 @@ class PredictivePolicy:
         self.hpa_tolerance = hpa_tolerance
         self.min_refit_interval_s = min_refit_interval_s
         self.controller = PredictiveController(
-            self.spec, ForecastDriver(self.spec.forecaster, min_refit_interval_s=min_refit_interval_s)
+            self.spec, driver_for(self.spec, min_refit_interval_s=min_refit_interval_s)
         )
         self.last_reason = ""
         self._reset_hop()
@@ -145,7 +145,7 @@ class PredictivePolicy:
 
     def start(self, ctx: PolicyContext) -> None:
         self.controller = PredictiveController(
-            self.spec, ForecastDriver(self.spec.forecaster, min_refit_interval_s=self.min_refit_interval_s)
+            self.spec, driver_for(self.spec, min_refit_interval_s=self.min_refit_interval_s)
         )
         self.controller.warm_start(ctx.history_rps, ctx.start_s, step_s=ctx.history_step_s)
         self.controller.start(ctx.start_s, ctx.initial_replicas)

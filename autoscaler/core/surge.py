@@ -1,0 +1,105 @@
+"""Surge reserve: how far the load can climb within a lead time, learned from the target's own history.
+
+Owned here, in the pure core, because it is what maps the SLO's attainment goal to provisioning
+without a hand-set headroom. A forecast's normal-theory interval under-covers the minute-scale
+surges real traffic has (a load that doubles inside one minute, faster than any cold start); the
+only cover for them is standing capacity, and how much is a property of the traffic. So from the
+per-step history of the offered load (the forecaster's buckets, missing steps NaN) we take, for
+k = 1..K steps ahead, the smallest ratio r_k such that provisioning r_k × B[t] for the next k
+steps leaves at most a `budget` share of the requests above it:
+
+    sum_t sum_{j=1..k} max(0, L[t+j] - r_k B[t])  <=  budget * sum_t sum_{j=1..k} L[t+j]
+
+where B[t] is the peak of the last `base_steps` steps (request-weighted: a surge at high load counts
+more than one at night). The base is a window's peak because that is what the decision keeps: the
+scale-down stabilization holds the largest recommendation of its window, so `decide()`'s "surge"
+proposal, `observed load × r_k` for the lead time's k steps, stands for the window's peak load.
+Measuring against one step instead would count the Poisson noise of a quiet minute as a surge. The
+budget is a share
+of the SLO's miss allowance (1 − attainment): requests above capacity miss the SLO, and so do some
+queued behind them, so the share is below one (`SURGE_BUDGET_SHARE`, set a priori, not tuned on a
+scenario).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from autoscaler.core.types import FloatArray
+from autoscaler.spec.types import ServingAutoscalerSpec
+
+# Share of the SLO's miss allowance (1 - attainment goal) that surges above the reserve may use.
+SURGE_BUDGET_SHARE = 0.5
+# Below this many complete (t, t+k) windows the history says too little: no reserve is learned.
+MIN_WINDOWS = 120
+# Ratios are searched in [1, MAX_RATIO]; a history whose surges exceed this is capped (and says so).
+MAX_RATIO = 8.0
+_BISECT_STEPS = 40
+
+
+def surge_budget(attainment_goal: float) -> float:
+    """The request share surges may leave above the reserve, for an SLO attainment goal."""
+    return SURGE_BUDGET_SHARE * max(0.0, 1.0 - attainment_goal)
+
+
+def window_peak(y: FloatArray, steps: int) -> FloatArray:
+    """B[t] = max(y[t - steps + 1 .. t]) over the finite values (NaN when none is)."""
+    out = y.copy()
+    for j in range(1, max(1, steps)):
+        prev = np.concatenate((np.full(j, np.nan), y[: len(y) - j]))
+        out = np.fmax(out, prev)
+    return out
+
+
+def surge_settings(spec: ServingAutoscalerSpec) -> tuple[float, float]:
+    """(budget, base window s) of a target's surge reserve: a share of the SLO's miss allowance, measured
+    against the peak of the scale-down stabilization window."""
+    base_s = float(spec.behavior.scale_down.stabilization_window_s) or float(spec.forecaster.step_s)
+    return surge_budget(spec.slo.attainment), base_s
+
+
+def surge_ratios(values: FloatArray, max_steps: int, budget: float, *, base_steps: int = 1) -> tuple[float, ...]:
+    """r_1..r_K (non-decreasing) for the per-step load history `values` (oldest first, NaN = missing),
+    against the peak of the last `base_steps` steps.
+
+    Empty when the history has fewer than `MIN_WINDOWS` usable windows or no load at all.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    if max_steps < 1 or y.ndim != 1 or len(y) < MIN_WINDOWS + max_steps or not budget > 0.0:
+        return ()
+    peak = window_peak(y, base_steps)
+    out: list[float] = []
+    prev = 1.0
+    for k in range(1, max_steps + 1):
+        base = peak[: len(y) - k]
+        ahead = np.stack([y[j : len(y) - k + j] for j in range(1, k + 1)])  # (k, windows)
+        ok = np.isfinite(base) & (base > 0.0) & np.all(np.isfinite(ahead), axis=0)
+        if int(ok.sum()) < MIN_WINDOWS:
+            return tuple(out)
+        b, a = base[ok], ahead[:, ok]
+        total = float(a.sum())
+        if not total > 0.0:
+            return tuple(out)
+        allowed = budget * total
+
+        def excess(r: float, b: FloatArray = b, a: FloatArray = a) -> float:
+            return float(np.maximum(a - r * b, 0.0).sum())
+
+        lo, hi = prev, MAX_RATIO
+        if excess(lo) <= allowed:
+            r = lo
+        elif excess(hi) > allowed:
+            r = hi
+        else:
+            for _ in range(_BISECT_STEPS):
+                mid = 0.5 * (lo + hi)
+                if excess(mid) <= allowed:
+                    hi = mid
+                else:
+                    lo = mid
+            r = hi
+        prev = r if math.isfinite(r) else prev
+        out.append(prev)
+    return tuple(out)

@@ -1,0 +1,73 @@
+"""The surge reserve: learned from the history's own climbs, at the SLO's miss budget, and used by decide()."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from autoscaler.core.decide import State, decide
+from autoscaler.core.surge import MIN_WINDOWS, surge_budget, surge_ratios, window_peak
+from autoscaler.core.types import Binding, Forecast, Observation, Signal
+from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
+
+
+def _excess_share(y: np.ndarray, r: float, k: int, base_steps: int) -> float:
+    b = window_peak(y, base_steps)[: len(y) - k]
+    a = np.stack([y[j : len(y) - k + j] for j in range(1, k + 1)])
+    return float(np.maximum(a - r * b, 0.0).sum() / a.sum())
+
+
+def test_ratio_is_the_smallest_that_keeps_the_excess_within_budget() -> None:
+    rng = np.random.default_rng(3)
+    y = 100.0 * rng.lognormal(0.0, 0.3, 5000)
+    budget = surge_budget(0.999)
+    (r1, r2, r3) = surge_ratios(y, 3, budget)
+    assert 1.0 < r1 <= r2 <= r3
+    for k, r in ((1, r1), (2, r2), (3, r3)):
+        assert _excess_share(y, r, k, 1) <= budget * 1.0001
+        assert _excess_share(y, r * 0.99, k, 1) > budget  # a smaller ratio would break it
+
+
+def test_a_smooth_load_needs_no_reserve_and_a_spiky_one_does() -> None:
+    smooth = np.full(2000, 500.0)
+    assert surge_ratios(smooth, 2, surge_budget(0.999)) == (1.0, 1.0)
+    spiky = smooth.copy()
+    spiky[::50] *= 3.0  # a 3x minute every 50 minutes: 2 % of the minutes, ~4 % of the requests
+    r = surge_ratios(spiky, 1, surge_budget(0.999))[0]
+    assert 2.5 < r <= 3.0
+    # measured against the window's peak, a spike that repeats within the window costs nothing more
+    assert surge_ratios(spiky, 1, surge_budget(0.999), base_steps=60)[0] == 1.0
+
+
+def test_too_little_or_missing_history_learns_nothing() -> None:
+    assert surge_ratios(np.full(MIN_WINDOWS - 1, 5.0), 3, 0.001) == ()
+    assert surge_ratios(np.full(5000, np.nan), 3, 0.001) == ()
+    assert surge_ratios(np.zeros(5000), 3, 0.001) == ()
+    with_gaps = np.full(5000, 100.0)
+    with_gaps[::3] = np.nan  # windows that touch a gap are skipped, the rest still count
+    assert surge_ratios(with_gaps, 1, 0.001) == (1.0,)
+
+
+def test_decide_provisions_the_surge_reserve_over_the_lead_time() -> None:
+    spec = ServingAutoscalerSpec(name="r", target=TargetRef("ml", "r", "r"), max_replicas=100)
+    flat = np.full(10, 1000.0)
+    fc = Forecast(origin_s=0.0, step_s=60.0, mean=flat, lo=flat, hi=flat, level=0.95, model="flat")
+    obs = Observation(
+        time_s=0.0,
+        request_rate_rps=Signal.of(1000.0),
+        burst_rate_rps=Signal.of(1000.0),
+        rejected_rps=Signal.of(0.0),
+        current_replicas=4,
+        ready_replicas=4,
+        pending_replicas=0,
+    )
+    plain, _ = decide(spec, State.initial(spec, 0.0, 4), obs, fc, now_s=0.0)
+    reserve = replace(fc, surge=(1.5, 2.0, 2.5, 3.0, 3.5))
+    d, _ = decide(spec, State.initial(spec, 0.0, 4), obs, reserve, now_s=0.0)
+    k = int(np.ceil(d.lead_time_s / 60.0))
+    (p,) = [p for p in d.proposals if p.signal == "surge"]
+    assert p.load_rps == pytest.approx(1000.0 * reserve.surge[k - 1])
+    assert d.desired_replicas > plain.desired_replicas and d.binding is Binding.SURGE_RESERVE
+    assert "surge reserve" in d.reason
