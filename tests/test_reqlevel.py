@@ -7,11 +7,15 @@ per-request random choice by default (reproducible for a seed), round robin on r
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.cli import main
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
 from autoscaler.sim.cluster import Pod
@@ -130,3 +134,21 @@ def test_routing_must_be_known() -> None:
         RequestServer(MODEL.service, SPEC.slo, np.zeros(0), routing="least-connections")
     with pytest.raises(ValueError, match="routing"):
         engine.run_rates(np.ones(60), SPEC, "static-peak", routing="round_robin")
+
+
+def test_simulate_command_routes_as_told(tmp_path: Path) -> None:
+    """`simulate --fidelity request --routing`: the summary records the routing; same seed, same run."""
+    rows = {}
+    for routing in ("round-robin", "random", "random"):
+        out = tmp_path / routing
+        common = ["simulate", "azure-functions-8h", "--duration-s", "120", "--policies", "static-peak"]
+        flags = ["--fidelity", "request", "--routing", routing, "--no-plots", "--no-timelines", "--out", str(out)]
+        assert main([*common, *flags]) == 0
+        row = json.loads((out / "summary.json").read_text())[0]
+        assert row["routing"] == routing and row["fidelity"] == "request"
+        if routing in rows:
+            assert row["p99_ms"] == rows[routing]["p99_ms"]
+        rows[routing] = row
+    assert rows["random"]["requests"] == rows["round-robin"]["requests"] > 0
+    with pytest.raises(SystemExit):
+        main(["simulate", "azure-functions-8h", "--routing", "least-connections"])
