@@ -6,14 +6,15 @@ the pods that are ready at its arrival second, and each pod runs the batch sched
 
 Routing (`routing=`):
 
-* `random` (default): each request picks a ready pod uniformly at random, independently — what
-  kube-proxy does for a Service: iptables mode jumps to endpoint k with `-m statistic --mode
-  random --probability 1/(n-k)` (pkg/proxy/iptables/proxier.go, `writeServiceToEndpointRules`),
-  and IPVS mode defaults to round robin per *connection*, which long-lived gRPC channels turn
-  into a per-client pin. Seeded from the run's seed, so a replay is reproducible.
-* `round-robin`: request k goes to pod k mod n (gRPC client-side `round_robin` over every pod).
-  It smooths each pod's arrivals (an Erlang-n instead of a Poisson stream per pod), which lowers
-  p99 markedly at many replicas: an optimistic bound, not what a Service gives.
+* `random` (default): each request picks a ready pod uniformly at random, independently — how a
+  Service spreads many clients' traffic: kube-proxy's iptables mode sends each new connection to
+  endpoint k with `-m statistic --mode random --probability 1/(n-k)` (pkg/proxy/iptables/
+  proxier.go, `writeServiceToEndpointRules` / `computeProbability`), so every pod sees a random
+  thinning of the total (Poisson in, Poisson out). Seeded from the run's seed: reproducible.
+* `round-robin`: request k goes to pod k mod n (a single gRPC client with the `round_robin` LB
+  policy over every pod, or IPVS `rr` with one request per connection). It smooths each pod's
+  arrivals (Erlang-n instead of Poisson), which roughly halves p99 at tens of replicas: an
+  optimistic bound, not what a Service gives.
 
 Decision periods: the engine serves one period at a time, and every pod keeps its full scheduler
 state across the boundary (`core.batchqueue.ReplicaState`: busy-until time of each batch thread,
