@@ -3,7 +3,8 @@
 Three kinds of evidence: hand-worked scenarios of TF Serving's scheduling rules, agreement with
 a deliberately naive event-by-event reference implementation on random inputs (the fast one
 jumps over arrivals with bisection), and closed-form queueing theory: with max_batch_size=1
-and no timeout the replica is an M/D/c queue.
+and no timeout the replica is an M/D/c queue. Resuming a replica's state at any horizon gives
+the one-call run exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.core.batchqueue import simulate_replica
+from autoscaler.core.batchqueue import ReplicaState, advance_replica, simulate_replica
 from autoscaler.core.capacity import ServiceTime
 from autoscaler.spec.types import BatchingParams, ServiceProfile
 
@@ -228,3 +229,121 @@ def test_one_gpu_runs_one_batch_at_a_time_whatever_the_thread_count() -> None:
     throughput_rps = served / (np.nanmax(arrivals[~run.rejected] + run.latency_ms[~run.rejected] / 1000.0))
     assert throughput_rps <= 32 / ONE_GPU.s(32) * 1.02
     assert run.busy_fraction <= 1.0 + 1e-9 and run.num_batch_threads == 1
+
+
+def _serve_in_pieces(
+    arrivals: np.ndarray, params: BatchingParams, service: ServiceTime, cuts_s: list[float]
+) -> tuple[np.ndarray, np.ndarray, list[int], float, ReplicaState]:
+    """Serve `arrivals` cut at `cuts_s` (then drained); per-request latency and rejection by tag."""
+    state = ReplicaState.idle(params, service)
+    latency = np.full(len(arrivals), -1.0)
+    rejected = np.zeros(len(arrivals), dtype=bool)
+    sizes: list[int] = []
+    busy_s = 0.0
+    lo = 0
+    for until in [*cuts_s, math.inf]:
+        hi = int(np.searchsorted(arrivals, until, side="left"))
+        step = advance_replica(state, arrivals[lo:hi], until_s=until, tags=np.arange(lo, hi))
+        lo = hi
+        assert not (latency[step.tags] != -1.0).any(), "a request resolved twice"
+        latency[step.tags] = step.latency_ms
+        rejected[step.tags] = step.rejected
+        sizes += step.batch_sizes.tolist()
+        busy_s += step.busy_s
+    return latency, rejected, sizes, busy_s, state
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(1, 300),
+    load=st.floats(0.05, 2.5),
+    big_b=st.integers(1, 12),
+    timeout_us=st.sampled_from([0, 500, 2_000, 10_000]),
+    threads=st.integers(1, 4),
+    max_enqueued=st.integers(1, 4),
+    one_gpu=st.booleans(),
+    grid=st.booleans(),
+    fractions=st.lists(st.floats(0.0, 1.0), max_size=8),
+    on_events=st.lists(st.tuples(st.integers(0, 299), st.sampled_from([0.0, 1e-4, 5e-4])), max_size=4),
+)
+def test_cutting_a_window_at_any_horizon_changes_nothing(
+    seed: int,
+    n: int,
+    load: float,
+    big_b: int,
+    timeout_us: int,
+    threads: int,
+    max_enqueued: int,
+    one_gpu: bool,
+    grid: bool,
+    fractions: list[float],
+    on_events: list[tuple[int, float]],
+) -> None:
+    """Serving [t0, t2) in one call equals [t0, t1) then [t1, t2), bit for bit, wherever t1 falls:
+    inside a burst, on (or just before) an arrival, a timeout deadline, a thread's busy-until time."""
+    service = ONE_GPU if one_gpu else SVC
+    params = BatchingParams(big_b, timeout_us, threads, max_enqueued)
+    rate = load * service.servers(params) * big_b / service.s(big_b)
+    arrivals = poisson_arrivals(rate, n, seed)
+    if grid:  # ties: many requests at the same instant, cuts exactly on them
+        arrivals = np.round(arrivals / 5e-4) * 5e-4
+    span = float(arrivals[-1]) * 1.1 + 1e-3
+    whole = simulate_replica(arrivals, params, service)
+    cuts = {f * span for f in fractions}
+    for k, before_s in on_events:
+        a = float(arrivals[k % n])
+        done = a + float(np.nan_to_num(whole.latency_ms[k % n])) / 1000.0  # a thread frees here
+        cuts |= {a - before_s, a + timeout_us * 1e-6 - before_s, done - before_s}
+    cuts_s = sorted(c for c in cuts if c > 0.0)
+    latency, rejected, sizes, busy_s, state = _serve_in_pieces(arrivals, params, service, cuts_s)
+    np.testing.assert_array_equal(rejected, whole.rejected)
+    np.testing.assert_array_equal(latency[~rejected], whole.latency_ms[~whole.rejected])
+    assert np.isnan(latency[rejected]).all()
+    assert sizes == whole.batch_sizes.tolist()
+    assert busy_s == pytest.approx(whole.busy_s, rel=1e-12)
+    assert state.is_idle() and state.pending_s == [] and state.tags == []
+
+
+def test_the_backlog_crosses_a_boundary_with_its_open_batch_and_busy_threads() -> None:
+    """Hand-worked: one thread busy past the boundary, an open batch whose timeout falls after it."""
+    params = BatchingParams(max_batch_size=2, batch_timeout_us=10_000, num_batch_threads=1, max_enqueued_batches=8)
+    s2 = SVC.s(2)
+    state = ReplicaState.idle(params, ONE_GPU)
+    first = advance_replica(state, np.array([0.0, 0.0]), until_s=0.005)  # full batch, dispatched at 0
+    assert first.batch_sizes.tolist() == [2] and first.latency_ms.tolist() == pytest.approx([s2 * 1e3] * 2)
+    late = advance_replica(state, np.array([0.006]), until_s=0.010)  # opens a batch: deadline 0.016
+    assert late.tags.size == 0 and state.open_n == 1 and state.pending_s == [0.006]
+    assert state.threads == [pytest.approx(s2)]  # busy past the horizon
+    # the thread frees at S(2) = 9.3 ms; the request at 12 ms fills the open batch, which goes at once
+    last = advance_replica(state, np.array([0.012]), until_s=math.inf)
+    assert sorted(last.tags.tolist()) == [2, 3]
+    done = max(s2, 0.012) + s2
+    assert sorted(last.latency_ms.tolist()) == pytest.approx(sorted([(done - 0.006) * 1e3, (done - 0.012) * 1e3]))
+
+
+def test_resuming_rejects_arrivals_before_the_horizon_and_bad_tags() -> None:
+    state = ReplicaState.idle(BatchingParams(), SVC)
+    advance_replica(state, np.array([0.5]), until_s=1.0)
+    with pytest.raises(ValueError, match="arrivals_s"):
+        advance_replica(state, np.array([0.9]), until_s=2.0)
+    with pytest.raises(ValueError, match="arrivals_s"):
+        advance_replica(state, np.array([2.5]), until_s=2.0)
+    with pytest.raises(ValueError, match="until_s"):
+        advance_replica(state, np.array([]), until_s=1.0)
+    with pytest.raises(ValueError, match="tags"):
+        advance_replica(state, np.array([1.5]), until_s=2.0, tags=np.array([1, 2]))
+
+
+def test_a_batch_due_exactly_at_the_horizon_waits_for_the_arrival_there() -> None:
+    """The open batch's deadline is the horizon and the next piece's first arrival lands exactly
+    on it and fills the batch: one batch of two, as in one call, not a batch of one at the deadline."""
+    params = BatchingParams(max_batch_size=2, batch_timeout_us=500, num_batch_threads=1, max_enqueued_batches=8)
+    horizon = 0.25 + params.batch_timeout_us * 1e-6
+    whole = simulate_replica(np.array([0.25, horizon]), params, ONE_GPU)
+    assert whole.batch_sizes.tolist() == [2]
+    state = ReplicaState.idle(params, ONE_GPU)
+    assert advance_replica(state, np.array([0.25]), until_s=horizon).tags.size == 0
+    step = advance_replica(state, np.array([horizon]), until_s=math.inf)
+    assert step.batch_sizes.tolist() == [2]
+    np.testing.assert_array_equal(step.latency_ms[np.argsort(step.tags)], whole.latency_ms)

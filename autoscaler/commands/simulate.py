@@ -29,6 +29,7 @@ from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
 from autoscaler.sim.report import summary_rows, write_report
+from autoscaler.sim.reqlevel import ROUTINGS
 from autoscaler.sim.scenario import (
     DEFAULT_SCENARIO,
     REPO_ROOT,
@@ -49,6 +50,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", help=f"comma-separated policies (default: all: {','.join(registry.names())})")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<scenario>)")
     parser.add_argument("--fidelity", choices=engine.FIDELITIES, help="fluid (fast, default) or request (exact)")
+    parser.add_argument(
+        "--routing",
+        choices=ROUTINGS,
+        default="random",
+        help="request fidelity: how requests pick a ready pod — random (kube-proxy, seeded; default) or round-robin",
+    )
     parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
     parser.add_argument("--target-peak-replicas", type=float, help="scale so the busiest second needs N replicas")
     parser.add_argument(
@@ -149,10 +156,11 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]{inputs.scenario.name}[/bold]: {inputs.trace.name}, {inputs.trace.duration_s / 3600:.1f} h from "
         f"t={inputs.trace.start_s:g} s, rate ×{inputs.rate_scale:.4g}"
         f"{'' if inputs.scenario.superpose_s is None else f' (superposed over {inputs.scenario.superpose_s:g} s)'}, "
-        f"{inputs.scenario.fidelity} fidelity, "
+        f"{inputs.scenario.fidelity} fidelity"
+        f"{f' ({args.routing} routing)' if inputs.scenario.fidelity == 'request' else ''}, "
         f"{len(inputs.history_rps) / 86400:.1f} d history"
     )
-    results = compare(inputs, policies, knobs, console=console)
+    results = compare(inputs, policies, knobs, console=console, routing=args.routing)
     if not results:
         return 1
     path = write_report(results, out, timelines=not args.no_timelines, plots=not args.no_plots)
@@ -174,7 +182,12 @@ def _progress(console: Console) -> Progress:
 
 
 def compare(
-    inputs: Inputs, policies: Sequence[str], knobs: Mapping[str, Mapping[str, Any]], *, console: Console
+    inputs: Inputs,
+    policies: Sequence[str],
+    knobs: Mapping[str, Mapping[str, Any]],
+    *,
+    console: Console,
+    routing: str = "random",
 ) -> list[SimResult]:
     """Run every policy on the scenario's trace, with a progress bar per policy."""
     results: list[SimResult] = []
@@ -196,6 +209,7 @@ def compare(
                     progress=tick,
                     knobs=knobs.get(name, {}),
                     history_rps=inputs.history_rps,
+                    routing=routing,
                 )
             except Exception as e:  # one broken policy must not lose the others' results
                 console.print(f"[red]{name}: failed: {type(e).__name__}: {e}[/red]")

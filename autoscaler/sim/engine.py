@@ -46,7 +46,7 @@ from autoscaler.sim.baselines.base import Policy
 from autoscaler.sim.cluster import Cluster, Pod
 from autoscaler.sim.fluid import REPORT_QUANTILES, RateTable, quantiles_from_cdf, rate_table
 from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
-from autoscaler.sim.reqlevel import RequestServer
+from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import PolicyContext, empty_history
 from autoscaler.sim.workload import Trace
@@ -99,6 +99,7 @@ def run(
     pipeline: PipelineConfig | None = None,
     preroll_s: int = 180,
     speculate: bool = True,
+    routing: str = "random",
 ) -> SimResult:
     """Replay `trace` through `policy` (an instance, or a registry name built with `knobs`)."""
     if fidelity not in FIDELITIES:
@@ -125,6 +126,7 @@ def run(
         pipeline=pipeline,
         preroll_s=preroll_s,
         speculate=speculate,
+        routing=routing,
     )
 
 
@@ -144,10 +146,12 @@ def run_rates(
     pipeline: PipelineConfig | None = None,
     preroll_s: int = 180,
     speculate: bool = True,
+    routing: str = "random",
 ) -> SimResult:
     """Replay a per-second offered load (requests/s) — the hook for `--from-prometheus` history.
 
-    `fidelity="request"` needs `arrivals_s` (request times, seconds from the window start).
+    `fidelity="request"` needs `arrivals_s` (request times, seconds from the window start);
+    `routing` spreads them over the ready pods: "random" (kube-proxy, seeded) or "round-robin".
     `speculate=False` serves one policy period at a time (the reference the tests compare
     serving ahead against: both give the same replay, bit for bit).
     """
@@ -166,6 +170,8 @@ def run_rates(
         raise ValueError(f"rate_rps: expected a non-empty 1-D per-second array (got shape {rate.shape})")
     if fidelity == "request" and arrivals_s is None:
         raise ValueError("fidelity 'request' needs arrivals_s (request times)")
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing: expected one of {', '.join(ROUTINGS)} (got {routing!r})")
     n_s = len(rate)
     hist_raw = np.zeros(0) if history_rps is None else np.asarray(history_rps, dtype=np.float64)
     hist = np.nan_to_num(hist_raw)  # NaN (gaps) stay NaN for the forecasters, zero load for the pre-roll
@@ -182,7 +188,7 @@ def run_rates(
             tl.arrivals[:preroll_s] = float(np.mean(rate[: min(60, n_s)]))
         tl.arrivals[preroll_s:] = rate
         cluster = Cluster(spec.startup, params, initial_replicas=replicas, seed=seed, now_s=-preroll_s)
-        sim = _Serving(spec, model, tl, fidelity, arrivals_s, params)
+        sim = _Serving(spec, model, tl, fidelity, arrivals_s, params, routing=routing, seed=seed)
         sim.serve_fluid(cluster, -preroll_s, 0)  # pre-roll is always fluid: it only fills counters
         if fidelity == "request":
             sim.fill_columns(0, preroll_s)
@@ -289,6 +295,8 @@ def run_rates(
     # how our policy reaches the Deployment ("hpa": through the HPA copy; "direct"); None for baselines
     mode = getattr(pol, "mode", None)
     result.summary["mode"] = getattr(mode, "value", mode)
+    if fidelity == "request":
+        result.summary["routing"] = routing
     return result
 
 
@@ -308,6 +316,9 @@ class _Serving:
         fidelity: str,
         arrivals_s: FloatArray | None,
         params0: BatchingParams,
+        *,
+        routing: str = "random",
+        seed: int = 0,
     ) -> None:
         self.spec = spec
         self.model = model
@@ -320,7 +331,8 @@ class _Serving:
         self._last_table: RateTable | None = None
         if fidelity == "request":
             assert arrivals_s is not None
-            self.requests = RequestServer(model.service, spec.slo, np.asarray(arrivals_s, dtype=np.float64))
+            arr = np.asarray(arrivals_s, dtype=np.float64)
+            self.requests = RequestServer(model.service, spec.slo, arr, routing=routing, seed=seed)
 
     def table(self, params: BatchingParams) -> RateTable:
         if params is self._last_params and self._last_table is not None:  # skips hashing the key
@@ -434,6 +446,7 @@ class _Serving:
         w = tl.window()
         total = float(tl.arrivals[w].sum())
         if self.requests is not None:
+            self.requests.drain(tl)  # pods dispatch what they still hold; completes the columns
             lat = self.requests.all_latencies_ms()
             if len(lat) == 0:
                 return [math.nan for _ in REPORT_QUANTILES]
