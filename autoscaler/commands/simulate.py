@@ -50,7 +50,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<scenario>)")
     parser.add_argument("--fidelity", choices=engine.FIDELITIES, help="fluid (fast, default) or request (exact)")
     parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
-    parser.add_argument("--target-peak-replicas", type=float, help="scale so the busiest second needs N replicas")
+    parser.add_argument(
+        "--target-peak-replicas",
+        type=float,
+        help="scale so the busiest second needs N replicas (default 20; at most the spec's maxReplicas)",
+    )
     parser.add_argument(
         "--superpose-s",
         type=float,
@@ -100,9 +104,14 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
     if args.trace:
         spec_path = Path(args.spec) if args.spec else REPO_ROOT / "examples" / "resnet50-t4.yaml"
         name = Path(args.trace).name.split(".")[0]
-        peak = None if args.rate_scale is not None else (args.target_peak_replicas or 20.0)
+        peak = None if args.rate_scale is not None else args.target_peak_replicas  # None: the default (20)
         return Scenario(
-            name=name, trace=args.trace, spec_path=spec_path, source="<command line>", target_peak_replicas=peak
+            name=name,
+            trace=args.trace,
+            spec_path=spec_path,
+            source="<command line>",
+            target_peak_replicas=peak,
+            policies=tuple(registry.names()),  # no --policies: every policy, as with a scenario file
         )
     sc = load_scenario(args.scenario or DEFAULT_SCENARIO)
     if args.spec:
@@ -135,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             overrides["target_peak_replicas"] = args.target_peak_replicas
         inputs = load_inputs(sc, **overrides)
         policies = [p.strip() for p in args.policies.split(",")] if args.policies else list(inputs.scenario.policies)
+        policies = policies or registry.names()
         for p in policies:
             if p not in registry.POLICIES:
                 raise ValueError(f"--policies: unknown policy {p!r} (expected one of {', '.join(registry.names())})")
@@ -154,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     )
     results = compare(inputs, policies, knobs, console=console)
     if not results:
+        console.print(f"[red]error:[/red] no policy produced a result (tried {', '.join(policies)})")
         return 1
     path = write_report(results, out, timelines=not args.no_timelines, plots=not args.no_plots)
     print_table(results, console)
