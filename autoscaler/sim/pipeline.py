@@ -12,8 +12,9 @@ the cluster exactly as it would through Prometheus, metrics-server and the Kuber
   range), but not to the pod list.
 * **metrics-server**: CPU usage per pod is the mean over `cpu_window_s` ending at its last
   scrape (resolution `metrics_resolution_s`); usage = idle baseline + the profile's CPU cost per
-  request × the pod's request rate. A pod has no CPU sample until a full window after it became
-  ready.
+  request × the pod's request rate + host CPU held while the device is busy (`sim/cpu.py`: a
+  saturated pod reads ~97 % of its request). A pod has no CPU sample until a full window after it
+  became ready.
 * **Burst signal**: arrivals (served + rejected) over the last `burst_window_s` seconds as the
   daemon's direct TF Serving scrape sees them at the tick (no Prometheus lag).
 * Latency at the SLO quantile as `histogram_quantile` over TF Serving's latency buckets reports it
@@ -42,6 +43,7 @@ import numpy as np
 
 from autoscaler.core.types import Observation, Signal, SignalStatus
 from autoscaler.sim.cluster import Cluster, Pod
+from autoscaler.sim.cpu import CpuModel
 from autoscaler.sim.fluid import RateTable, interp_one
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView, cached_property
@@ -126,7 +128,7 @@ class MetricsPipeline:
         self.config = cfg
         self.spec = spec
         self.burst_window_s = max(1, round(spec.provisioning.burst_window_s))
-        self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
+        self.cpu = CpuModel.for_spec(spec, idle_m=cfg.idle_cpu_millicores)
         self.cpu_request_m = spec.profile.cpu_request_millicores
         self._svc_sizes = [float(b) for b in spec.profile.batch_sizes]  # for the queue-latency signal
         self._svc_ms = [float(ms) for ms in spec.profile.batch_latency_ms]
@@ -466,7 +468,7 @@ class _TickSource:
         cpu_full: float | None = None
         if tl.index(m_last - cw) >= 0:
             share = float(tl.cum_share[tl.index(m_last)] - tl.cum_share[tl.index(m_last - cw)]) / cw
-            cpu_full = cfg.idle_cpu_millicores + pipe.cpu_ms_per_request * share
+            cpu_full = pipe.cpu.millicores(share, pipe.table(self.batching()).point(share)[3])
         conc = self._concurrency()
         cpu_from = m_last - cw
         start, req_m = tl.start_s, pipe.cpu_request_m
