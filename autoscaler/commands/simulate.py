@@ -28,7 +28,7 @@ from autoscaler.core.types import FloatArray
 from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
-from autoscaler.sim.report import gap_note, history_note, summary_rows, write_report
+from autoscaler.sim.report import gap_note, summary_rows, write_report
 from autoscaler.sim.scenario import (
     DEFAULT_SCENARIO,
     REPO_ROOT,
@@ -261,7 +261,7 @@ def print_table(results: Sequence[SimResult], console: Console) -> None:
     goal = results[0].spec.slo.attainment if results else 0.999
     t = Table(title=f"SLO attainment goal {goal * 100:g} % — cost at the same SLO")
     if results:
-        t.caption = f"{history_note(float(results[0].summary.get('history_s', 0.0)))}; {gap_note(results[0].summary)}"
+        t.caption = f"{rows[0]['history_note']}; {gap_note(results[0].summary)}"
     for col in ("policy", "attainment", "p99 ms", "rejected", "replica-h", "× oracle", "meets SLO", "wall s"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for r in rows:

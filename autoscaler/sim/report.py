@@ -59,11 +59,20 @@ NO_HISTORY_NOTE = (
 )
 
 
-def history_note(history_s: float) -> str:
+def history_note(history_s: float, season_s: float = 86_400.0) -> str:
     """What the forecasters had before the window, in words (summary.json and report.html)."""
     if history_s <= 0:
         return NO_HISTORY_NOTE
+    if history_s < 2 * season_s:
+        return (
+            f"{history_s / 3600:.1f} h of history before the window, under the two seasons "
+            f"({2 * season_s / 86400:g} d) a seasonal forecaster needs: a short-history model until then"
+        )
     return f"{history_s / 86400:.1f} days of history before the window warmed the forecasters"
+
+
+def _history_note(r: SimResult) -> str:
+    return history_note(float(r.summary.get("history_s", 0.0)), float(r.spec.forecaster.season_length_s))
 
 
 def gap_note(summary: dict[str, Any]) -> str:
@@ -96,7 +105,7 @@ def summary_rows(results: Sequence[SimResult]) -> list[dict[str, Any]]:
     for r in results:
         row = dict(r.summary)
         row["x_oracle"] = (float(row["replica_hours"]) / base) if base else None
-        row["history_note"] = history_note(float(row.get("history_s", 0.0)))
+        row["history_note"] = _history_note(r)
         rows.append(row)
     return rows
 
@@ -199,7 +208,7 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
             f"{slo.attainment * 100:g} % of requests within {slo.latency_ms:g} ms (rejected = miss). "
             f"Fidelity: {html.escape(r0.fidelity)}; {r0.timeline.n_s:,} s replayed from t = {r0.timeline.start_s:g} s; "
             f"{int(r0.summary['requests']):,} requests. Replica-hours count Pending pods too.</p>"
-            f"<p>History: {html.escape(history_note(float(r0.summary.get('history_s', 0.0))))}. "
+            f"<p>History: {html.escape(_history_note(r0))}. "
             f"Gaps: {html.escape(gap_note(r0.summary))}.</p>"
         )
     doc = (

@@ -18,7 +18,11 @@ what was expected.
                                        #    requests (sparse 1 s traces; sim/workload.py)
     start_s: 604800                    # window start in the trace (default 0)
     duration_s: 604800                 # default: to the end of the trace
-    history_s: 604800                  # history before the window for warm-up (default: spec's)
+    history_s: 604800                  # history before the window for warm-up (default: the spec's
+                                       #    forecaster.historySeconds, 14 d, as far as the trace
+                                       #    reaches before start_s; the seasonal forecasters need two
+                                       #    seasons, 2 d for a daily season, and forecast nothing in
+                                       #    the first 10 min without any: summary.json says so)
     mask_gaps: true                    # logging gaps become missing data, not zero load
     fidelity: fluid                    # or request
     seed: 0
