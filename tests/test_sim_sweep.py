@@ -167,10 +167,12 @@ def test_extend_stops_past_static_peaks_cost_and_says_so() -> None:
     best = {b["policy"]: b for b in sweep.best_by_policy(rows)}
     assert best["keda"]["x_oracle"] is None
     assert best["keda"]["never_meets_reason"].startswith("costs more than static-peak before reaching the goal")
-    # pinned at maxReplicas: a more conservative setting adds nothing
+    # cheaper than static-peak: steps on (cost need not grow: the KPA's limit cycle), up to the limit
     rows[2] = {**_row("keda", {"threshold_rps": 70.0}, 30.0, False), "extension_step": 1}
+    assert [t.knobs for t in sweep.extend(tasks, rows)] == [{"threshold_rps": 49.0}]
+    rows[2] = {**_row("keda", {"threshold_rps": 70.0}, 30.0, False), "extension_step": sweep.MAX_EXTENSION_STEPS}
     assert sweep.extend(tasks, rows) == []
-    assert "pinned at maxReplicas" in sweep.best_by_policy(rows)[0]["never_meets_reason"]
+    assert "8 extension steps past the grid" in sweep.best_by_policy(rows)[0]["never_meets_reason"]
 
 
 def test_run_all_extends_a_grid_that_misses_the_goal_on_a_synthetic_trace(tmp_path: Path) -> None:

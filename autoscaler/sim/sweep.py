@@ -22,9 +22,11 @@ short. `extend` (between the grid and `refine`) makes the knob of every policy t
 no setting more conservative, one step per round (`CONSERVATIVE_STEP`: the load a replica is sized
 for × 0.7, i.e. ~1.4× the replicas: lower targets, more headroom), until a setting meets the goal,
 costs more replica-hours than static-peak (the fleet sized for the peak, which always meets it: a
-policy that needs more is worse than not autoscaling), stops adding replicas (pinned at maxReplicas)
-or has taken `MAX_EXTENSION_STEPS` steps. `best_by_policy` says which of these ended it
-(`never_meets_reason`), so no "never meets" is a grid artefact. `run_all` runs the three passes.
+policy that needs more is worse than not autoscaling), reaches the knob's limit or has taken
+`MAX_EXTENSION_STEPS` steps. (Cost need not grow step by step: the KPA's limit cycle can make a
+lower target cheaper, so a step that adds no replicas does not end the extension.) `best_by_policy`
+says which of these ended it (`never_meets_reason`), so no "never meets" is a grid artefact.
+`run_all` runs the three passes.
 """
 
 from __future__ import annotations
@@ -260,8 +262,6 @@ def extension_stop(pol: str, runs: dict[float, dict[str, Any]], static_rh: float
             f"costs more than static-peak before reaching the goal ({last['replica_hours']:.1f} vs "
             f"{static_rh:.1f} replica-h at {at}, {last['slo_attainment'] * 100:.3f} %)"
         )
-    if len(order) >= 2 and last["replica_hours"] <= runs[order[-2]]["replica_hours"] + 1e-9:
-        return f"a more conservative {name} adds no replicas (at {at}: pinned at maxReplicas)"
     if int(last.get("extension_step", 0)) >= MAX_EXTENSION_STEPS:
         return f"{MAX_EXTENSION_STEPS} extension steps past the grid (at {at})"
     if more_conservative(pol, order[-1]) is None:
