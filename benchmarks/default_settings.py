@@ -93,7 +93,8 @@ def plan(folds: tuple[Fold, ...], policies: list[str], grid: bool) -> list[tuple
         for pol in policies:
             tasks.append((fold, pol, defaults(pol)))
             if grid and pol in CAUSAL:
-                tasks.extend((fold, pol, k) for k in sweep.knob_grid(pol, spec) if k)
+                default = sweep.default_knobs(pol, spec)  # already run as {} above
+                tasks.extend((fold, pol, k) for k in sweep.knob_grid(pol, spec) if k and k != default)
     slow = {"predictive": 0, "predictive-direct": 0, "kpa": 1, "phpa": 2}
     tasks.sort(key=lambda t: slow.get(t[1], 9))
     return tasks

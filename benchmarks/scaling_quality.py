@@ -77,15 +77,12 @@ def main() -> int:
         done.append(row)
         att = row.get("slo_attainment")
         console.print(
-            f"[{len(done)}/{len(tasks)}] {row['scenario']} {row['policy']} {json.dumps(row.get('knobs'))}: "
+            f"[{len(done)}] {row['scenario']} {row['policy']} {json.dumps(row.get('knobs'))}: "
             + (row["error"] if "error" in row else f"attainment {att:.5f}, {row['replica_hours']:.1f} replica-h")
         )
 
-    rows = sweep.run_sweep(tasks, jobs=args.jobs, on_done=log)
-    extra = sweep.refine(tasks, rows)  # two more settings where each policy crosses the goal
-    console.print(f"refining: {len(extra)} more replays")
-    tasks = [*tasks, *extra]
-    rows += sweep.run_sweep(extra, jobs=args.jobs, on_done=log)
+    # the grid, extension steps for policies that never reach the goal, then refinement
+    rows = sweep.run_all(tasks, jobs=args.jobs, on_done=log, on_more=lambda n: console.print(f"{n} more replays"))
     best = sweep.best_by_policy(rows)
     wall = time.perf_counter() - t0
     head = headline(best)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from autoscaler.core.types import Observation
 from autoscaler.sim import engine
-from autoscaler.sim.baselines.kpa import KnativeKpaPolicy, TimedBuckets
+from autoscaler.sim.baselines.kpa import KnativeKpaPolicy, TimedBuckets, default_target_concurrency
 from autoscaler.sim.baselines.registry import create
-from autoscaler.sim.scenario import load_inputs, load_scenario
+from autoscaler.sim.scenario import REPO_ROOT, load_inputs, load_scenario
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
+from autoscaler.spec import load_spec
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 
 SPEC = ServingAutoscalerSpec(name="m", target=TargetRef("ns", "dep", "m"), min_replicas=1, max_replicas=50)
@@ -50,6 +53,17 @@ def test_defaults_follow_knative_with_a_gpu_target() -> None:
     assert (policy.stable_window_s, policy.panic_window_s, policy.panic_threshold) == (60, 6, 2.0)
     assert policy.period_s == 2.0 and policy.tick_interval_s == 2.0  # 1 s samples read back at each tick
     assert KnativeKpaPolicy(SPEC, collect_every_tick=True).period_s == 1.0
+
+
+@pytest.mark.parametrize(("parallelism", "target"), [(1, 0.7 * 16), (2, 0.7 * 2 * 16), (4, 0.7 * 2 * 16)])
+def test_default_target_is_70_percent_of_what_a_replica_processes_at_once(parallelism: int, target: float) -> None:
+    """Knative: target = target utilization × containerConcurrency; a TF Serving replica processes
+    min(num_batch_threads, device parallelism) batches of max_batch_size at once (the spec's 2 threads)."""
+    spec = load_spec(REPO_ROOT / "examples" / "resnet50-t4.yaml")
+    spec = replace(spec, profile=replace(spec.profile, device_parallelism=parallelism))
+    assert spec.batching.initial.max_batch_size == 16 and spec.batching.initial.num_batch_threads == 2
+    assert KnativeKpaPolicy(spec).target == pytest.approx(target)
+    assert default_target_concurrency(spec) == pytest.approx(target)
 
 
 def test_timed_buckets_average_over_the_written_part_of_the_window() -> None:

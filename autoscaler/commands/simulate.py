@@ -28,7 +28,7 @@ from autoscaler.core.types import FloatArray
 from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
-from autoscaler.sim.report import summary_rows, write_report
+from autoscaler.sim.report import gap_note, summary_rows, write_report
 from autoscaler.sim.reqlevel import ROUTINGS
 from autoscaler.sim.scenario import (
     DEFAULT_SCENARIO,
@@ -57,7 +57,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="request fidelity: how requests pick a ready pod — random (kube-proxy, seeded; default) or round-robin",
     )
     parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
-    parser.add_argument("--target-peak-replicas", type=float, help="scale so the busiest second needs N replicas")
+    parser.add_argument(
+        "--target-peak-replicas",
+        type=float,
+        help="scale so the busiest second needs N replicas (default 20; at most the spec's maxReplicas)",
+    )
     parser.add_argument(
         "--superpose-s",
         type=float,
@@ -107,9 +111,14 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
     if args.trace:
         spec_path = Path(args.spec) if args.spec else REPO_ROOT / "examples" / "resnet50-t4.yaml"
         name = Path(args.trace).name.split(".")[0]
-        peak = None if args.rate_scale is not None else (args.target_peak_replicas or 20.0)
+        peak = None if args.rate_scale is not None else args.target_peak_replicas  # None: the default (20)
         return Scenario(
-            name=name, trace=args.trace, spec_path=spec_path, source="<command line>", target_peak_replicas=peak
+            name=name,
+            trace=args.trace,
+            spec_path=spec_path,
+            source="<command line>",
+            target_peak_replicas=peak,
+            policies=tuple(registry.names()),  # no --policies: every policy, as with a scenario file
         )
     sc = load_scenario(args.scenario or DEFAULT_SCENARIO)
     if args.spec:
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             overrides["target_peak_replicas"] = args.target_peak_replicas
         inputs = load_inputs(sc, **overrides)
         policies = [p.strip() for p in args.policies.split(",")] if args.policies else list(inputs.scenario.policies)
+        policies = policies or registry.names()
         for p in policies:
             if p not in registry.POLICIES:
                 raise ValueError(f"--policies: unknown policy {p!r} (expected one of {', '.join(registry.names())})")
@@ -162,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     )
     results = compare(inputs, policies, knobs, console=console, routing=args.routing)
     if not results:
+        console.print(f"[red]error:[/red] no policy produced a result (tried {', '.join(policies)})")
         return 1
     path = write_report(results, out, timelines=not args.no_timelines, plots=not args.no_plots)
     print_table(results, console)
@@ -263,6 +274,8 @@ def print_table(results: Sequence[SimResult], console: Console) -> None:
     rows = summary_rows(results)
     goal = results[0].spec.slo.attainment if results else 0.999
     t = Table(title=f"SLO attainment goal {goal * 100:g} % — cost at the same SLO")
+    if results:
+        t.caption = f"{rows[0]['history_note']}; {gap_note(results[0].summary)}"
     for col in ("policy", "attainment", "p99 ms", "rejected", "replica-h", "× oracle", "meets SLO", "wall s"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for r in rows:

@@ -2,8 +2,10 @@
 
 Owns the command line of `sim/sweep.py`: which scenarios (default: all shipped), which policies,
 how many worker processes, an optional shorter window, and the rich table of each policy's best
-replica-hours among settings that reach the attainment goal, as a multiple of the oracle. The
-full per-setting rows and the best-per-policy rows go to a JSON file.
+replica-hours among settings that reach the attainment goal, as a multiple of the oracle (grid,
+then extension steps for policies that never reach it, then refinement: `sweep.run_all`); a
+policy that never does says why. The full per-setting rows and the best-per-policy rows go to a
+JSON file.
 """
 
 from __future__ import annotations
@@ -62,10 +64,13 @@ def execute(
     t0 = time.perf_counter()
     with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("runs", total=len(tasks))
-        rows = sweep.run_sweep(tasks, jobs=jobs, on_done=lambda _row: prog.advance(task))
-        extra = sweep.refine(tasks, rows)  # two more settings where each policy crosses the SLO goal
-        prog.update(task, total=len(tasks) + len(extra))
-        rows += sweep.run_sweep(extra, jobs=jobs, on_done=lambda _row: prog.advance(task))
+        planned = [len(tasks)]
+
+        def more(n: int) -> None:  # extension steps and refinement add replays as they go
+            planned[0] += n
+            prog.update(task, total=planned[0])
+
+        rows = sweep.run_all(tasks, jobs=jobs, on_done=lambda _row: prog.advance(task), on_more=more)
     return rows, sweep.best_by_policy(rows), time.perf_counter() - t0
 
 
@@ -98,6 +103,6 @@ def print_best(best: Sequence[dict[str, Any]], console: Console) -> None:
             json.dumps(b["best_knobs"]) if b["best_knobs"] is not None else "–",
             "–" if b["best_replica_hours"] is None else f"{b['best_replica_hours']:.1f}",
             "–" if b["best_attainment"] is None else f"{b['best_attainment'] * 100:.3f} %",
-            "[red]never meets[/red]" if xo is None else f"{xo:.2f}",
+            f"[red]never meets[/red]: {b.get('never_meets_reason')}" if xo is None else f"{xo:.2f}",
         )
     console.print(t)

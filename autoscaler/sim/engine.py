@@ -20,8 +20,13 @@ the timeline's running sums are chunking-invariant) and served again. Views read
 before their tick, which served-ahead seconds never are, so the replay is bit for bit the one
 that serves each period after its decision (`speculate=False`; tested for every policy).
 
-Masked trace gaps (NaN: a logging outage, not silence) replay as no traffic; the history handed to
-the forecasters keeps them missing.
+Masked trace gaps (NaN: a logging outage, not silence) are unknown load, not idle
+(`gap_policy` "bridged+excluded"): the cluster serves the load bridged linearly across the gap
+(`workload.bridge_gaps`), the metrics pipeline reports the gap seconds as missing data (no scrape,
+no sample: each policy reacts as it does to absent series), and the summary's scored metrics
+(requests, attainment, rejected, latency quantiles, replica-hours, GPU utilization) leave them out;
+`gap_seconds`, `gap_requests` and `gap_replica_hours` say what was left out. The history handed to
+the forecasters keeps gaps missing.
 
 Start: a pre-roll of `preroll_s` seconds (the trace's history, else its first minute's rate)
 gives the counters and rate windows data; the cluster starts with what the load at t = 0 needs
@@ -49,10 +54,11 @@ from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
 from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import PolicyContext, empty_history
-from autoscaler.sim.workload import Trace
+from autoscaler.sim.workload import BoolArray, Trace, bridge_gaps
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
 FIDELITIES = ("fluid", "request")
+GAP_POLICY = "bridged+excluded"  # masked trace gaps: load bridged, missing to policies, not scored
 _SCALAR_SERVE_S = 16  # periods up to this long are served with plain floats
 # serving ahead (fluid): spans of 2..64 policy periods, doubled while the policy changes nothing
 # and halved when it does (the seconds after its change are served again)
@@ -104,10 +110,12 @@ def run(
     """Replay `trace` through `policy` (an instance, or a registry name built with `knobs`)."""
     if fidelity not in FIDELITIES:
         raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
-    rate = np.nan_to_num(trace.rate_per_second(), nan=0.0)
+    raw = trace.rate_per_second()
+    gap = np.isnan(raw)
+    rate = bridge_gaps(raw)
     arrivals_s: FloatArray | None = None
     if fidelity == "request":
-        arrivals_s = trace.arrivals(seed)
+        arrivals_s = trace.arrivals(seed, bridge=True)
         n = len(rate)
         sec = np.floor(arrivals_s).astype(np.int64)
         rate = np.bincount(sec[sec < n], minlength=n).astype(np.float64)
@@ -127,6 +135,7 @@ def run(
         preroll_s=preroll_s,
         speculate=speculate,
         routing=routing,
+        gap_mask=gap,
     )
 
 
@@ -147,11 +156,13 @@ def run_rates(
     preroll_s: int = 180,
     speculate: bool = True,
     routing: str = "random",
+    gap_mask: BoolArray | None = None,
 ) -> SimResult:
     """Replay a per-second offered load (requests/s) — the hook for `--from-prometheus` history.
 
     `fidelity="request"` needs `arrivals_s` (request times, seconds from the window start);
     `routing` spreads them over the ready pods: "random" (kube-proxy, seeded) or "round-robin".
+    NaN seconds of `rate_rps`, and seconds where `gap_mask` is True, are gaps (module docstring).
     `speculate=False` serves one policy period at a time (the reference the tests compare
     serving ahead against: both give the same replay, bit for bit).
     """
@@ -168,13 +179,20 @@ def run_rates(
     rate = np.asarray(rate_rps, dtype=np.float64)
     if rate.ndim != 1 or len(rate) == 0:
         raise ValueError(f"rate_rps: expected a non-empty 1-D per-second array (got shape {rate.shape})")
+    gap = np.isnan(rate)
+    if gap_mask is not None:
+        if np.shape(gap_mask) != rate.shape:
+            got = np.shape(gap_mask)
+            raise ValueError(f"gap_mask: expected one flag per second of rate_rps, shape {rate.shape} (got {got})")
+        gap |= np.asarray(gap_mask, dtype=bool)
+    rate = bridge_gaps(rate)
     if fidelity == "request" and arrivals_s is None:
         raise ValueError("fidelity 'request' needs arrivals_s (request times)")
     if routing not in ROUTINGS:
         raise ValueError(f"routing: expected one of {', '.join(ROUTINGS)} (got {routing!r})")
     n_s = len(rate)
     hist_raw = np.zeros(0) if history_rps is None else np.asarray(history_rps, dtype=np.float64)
-    hist = np.nan_to_num(hist_raw)  # NaN (gaps) stay NaN for the forecasters, zero load for the pre-roll
+    hist = bridge_gaps(hist_raw)  # NaN (gaps) stay NaN for the forecasters, bridged load for the pre-roll
     model = CapacityModel(spec.profile)
     params0 = spec.batching.initial
     pipe = MetricsPipeline(spec, lambda p: rate_table(model, p, spec.slo), pipeline, live_latency=fidelity == "request")
@@ -187,6 +205,10 @@ def run_rates(
         else:
             tl.arrivals[:preroll_s] = float(np.mean(rate[: min(60, n_s)]))
         tl.arrivals[preroll_s:] = rate
+        tl.gap[preroll_s:] = gap
+        if len(hist) >= preroll_s:
+            tl.gap[:preroll_s] = np.isnan(hist_raw[len(hist) - preroll_s :])
+        tl.has_gaps = bool(tl.gap.any())
         cluster = Cluster(spec.startup, params, initial_replicas=replicas, seed=seed, now_s=-preroll_s)
         sim = _Serving(spec, model, tl, fidelity, arrivals_s, params, routing=routing, seed=seed)
         sim.serve_fluid(cluster, -preroll_s, 0)  # pre-roll is always fluid: it only fills counters
@@ -297,6 +319,7 @@ def run_rates(
     result.summary["mode"] = getattr(mode, "value", mode)
     if fidelity == "request":
         result.summary["routing"] = routing
+    result.summary["history_s"] = float(len(hist_raw))  # per-second history before the window
     return result
 
 
@@ -441,23 +464,29 @@ class _Serving:
         self.tl.close(self.tl.index(t0), self.tl.index(t1))
 
     def finalize(self) -> list[float]:
-        """Fill the per-second latency/batch/utilization columns; return the run's p50/p95/p99."""
+        """Fill the per-second latency/batch/utilization columns; return the run's p50/p95/p99
+        (of the requests outside gaps: the scored ones)."""
         tl = self.tl
         w = tl.window()
-        total = float(tl.arrivals[w].sum())
+        scored = ~tl.gap[w]
+        total = float(tl.arrivals[w][scored].sum())
         if self.requests is not None:
             self.requests.drain(tl)  # pods dispatch what they still hold; completes the columns
             lat = self.requests.all_latencies_ms()
+            if tl.has_gaps:
+                sec = np.floor(self.requests.arrivals_s[: len(lat)]).astype(np.int64)
+                lat = lat[scored[np.clip(sec, 0, tl.n_s - 1)]]
             if len(lat) == 0:
                 return [math.nan for _ in REPORT_QUANTILES]
             return [float(np.quantile(lat, q, method="higher")) for q in REPORT_QUANTILES]
-        cdf = self.fill_columns(w.start, w.stop)
+        cdf = self.fill_columns(w.start, w.stop, scored=scored if tl.has_gaps else None)
         if cdf is None:
             return [math.inf for _ in REPORT_QUANTILES]
         return quantiles_from_cdf(cdf, total, REPORT_QUANTILES)
 
-    def fill_columns(self, i0: int, i1: int) -> FloatArray | None:
-        """Fluid latency/batch/utilization columns for indices [i0, i1); the run-level CDF mass."""
+    def fill_columns(self, i0: int, i1: int, *, scored: BoolArray | None = None) -> FloatArray | None:
+        """Fluid latency/batch/utilization columns for indices [i0, i1); the run-level CDF mass
+        (of the `scored` seconds only, when given)."""
         tl = self.tl
         arr = tl.arrivals[i0:i1]
         ready = tl.ready[i0:i1]
@@ -483,7 +512,8 @@ class _Serving:
             ):
                 acc[k] += np.nan_to_num(v) * share
             r = np.divide(a_g, cnt, out=np.zeros_like(cnt), where=cnt > 0)
-            c = tb.run_cdf(tb.cdf_weights(r, np.where(cnt > 0, a_g, 0.0)))
+            weights = np.where(cnt > 0, a_g, 0.0) if scored is None else np.where((cnt > 0) & scored, a_g, 0.0)
+            c = tb.run_cdf(tb.cdf_weights(r, weights))
             cdf = c if cdf is None else cdf + c
         none = ready <= 0
         nan = np.where(none, np.nan, 0.0)
@@ -502,12 +532,15 @@ def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: flo
     w = tl.window()
     spec = result.spec
     p50, p95, p99 = sim.finalize()
-    requests = float(tl.arrivals[w].sum())
-    within = float(tl.within_slo[w].sum())
+    gap = tl.gap[w]
+    scored = ~gap  # gap seconds (unknown load, bridged) are left out of every scored metric
+    requests = float(tl.arrivals[w][scored].sum())
+    within = float(tl.within_slo[w][scored].sum())
     attainment = within / requests if requests > 0 else 1.0
-    ready = tl.ready[w]
+    ready = tl.ready[w][scored]
     ready_s = float(ready.sum())
-    gpu = float((tl.busy[w] * ready).sum() / ready_s) if ready_s > 0 else 0.0
+    gpu = float((tl.busy[w][scored] * ready).sum() / ready_s) if ready_s > 0 else 0.0
+    pods = tl.pods[w][scored]
     return {
         "policy": result.policy,
         "trace": result.trace,
@@ -524,10 +557,14 @@ def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: flo
         "p50_ms": p50,
         "p95_ms": p95,
         "p99_ms": p99,
-        "rejected": round(float(tl.rejected[w].sum())),
-        "replica_hours": float(tl.pods[w].sum()) / 3600.0,
+        "rejected": round(float(tl.rejected[w][scored].sum())),
+        "replica_hours": float(pods.sum()) / 3600.0,
         "ready_replica_hours": ready_s / 3600.0,
-        "max_replicas_used": int(tl.pods[w].max()) if tl.n_s else 0,
+        "max_replicas_used": int(pods.max()) if len(pods) else 0,
+        "gap_policy": GAP_POLICY,
+        "gap_seconds": int(gap.sum()),
+        "gap_requests": round(float(tl.arrivals[w][gap].sum())),
+        "gap_replica_hours": float(tl.pods[w][gap].sum()) / 3600.0,
         "scale_events": cluster.scale_events,
         "mean_gpu_util": gpu,
         "wall_s": wall_s,

@@ -12,8 +12,9 @@ the cluster exactly as it would through Prometheus, metrics-server and the Kuber
   range), but not to the pod list.
 * **metrics-server**: CPU usage per pod is the mean over `cpu_window_s` ending at its last
   scrape (resolution `metrics_resolution_s`); usage = idle baseline + the profile's CPU cost per
-  request × the pod's request rate. A pod has no CPU sample until a full window after it became
-  ready.
+  request × the pod's request rate + host CPU held while the device is busy (`sim/cpu.py`: a
+  saturated pod reads ~97 % of its request). A pod has no CPU sample until a full window after it
+  became ready.
 * **Burst signal**: arrivals (served + rejected) over the last `burst_window_s` seconds as the
   daemon's direct TF Serving scrape sees them at the tick (no Prometheus lag).
 * Latency at the SLO quantile as `histogram_quantile` over TF Serving's latency buckets reports it
@@ -22,6 +23,11 @@ the cluster exactly as it would through Prometheus, metrics-server and the Kuber
   shows the wait through a full batch queue, not infinity), queue
   latency, batch size, GPU utilization and rejections are averaged over the rate window ending at
   the last scrape.
+
+Masked trace gaps (`Timeline.gap`: the load of those seconds is unknown and served bridged) are
+missing data here, as in a monitoring outage: no Prometheus scrape at a gap second (rates come from
+the samples left in the window, none once the window holds no two), no metrics-server sample whose
+window touches the gap, no burst signal or queue-proxy concurrency for a gap second.
 
 `build_view()` only reads timeline indices below the tick time: nothing here can see the future.
 It is cheap (a 7-day replay at KPA's 2 s tick calls it 302,400 times): it counts the pods and
@@ -42,6 +48,7 @@ import numpy as np
 
 from autoscaler.core.types import Observation, Signal, SignalStatus
 from autoscaler.sim.cluster import Cluster, Pod
+from autoscaler.sim.cpu import CpuModel
 from autoscaler.sim.fluid import RateTable, interp_one
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.view import ClusterView, PodView, cached_property
@@ -105,6 +112,7 @@ _NO_DATA = Signal.missing(SignalStatus.MISSING, "no data yet")
 _NO_SCRAPE = Signal.missing(SignalStatus.MISSING, "no scrape yet")
 _NO_POD_STARTED = Signal.missing(SignalStatus.MISSING, "no pod has started yet")
 _ZERO = Signal.of(0.0)
+_GAP = Signal.missing(SignalStatus.MISSING, "no data: logging gap in the trace")
 
 
 class MetricsPipeline:
@@ -126,7 +134,7 @@ class MetricsPipeline:
         self.config = cfg
         self.spec = spec
         self.burst_window_s = max(1, round(spec.provisioning.burst_window_s))
-        self.cpu_ms_per_request = spec.profile.cpu_ms_per_request
+        self.cpu = CpuModel.for_spec(spec, idle_m=cfg.idle_cpu_millicores)
         self.cpu_request_m = spec.profile.cpu_request_millicores
         self._svc_sizes = [float(b) for b in spec.profile.batch_sizes]  # for the queue-latency signal
         self._svc_ms = [float(ms) for ms in spec.profile.batch_latency_ms]
@@ -223,7 +231,9 @@ class MetricsPipeline:
         hi = tl.index(now_s)
         b_lo = max(0, hi - self.burst_window_s)
         burst = _NO_DATA
-        if hi > b_lo:
+        if tl.has_gaps and tl.gap[b_lo:hi].any():
+            burst = _GAP
+        elif hi > b_lo:
             burst = Signal.of(float(_add_reduce(tl.arrivals[b_lo:hi])) / (hi - b_lo))  # = np.sum
         # window averages ending at the last scrape
         rejected = latency = batch = gpu = queue = _NO_SCRAPE
@@ -311,6 +321,8 @@ class _TickSource:
         """Prometheus scrapes of the pods inside the rate window ending now (timeline seconds)."""
         cfg, now_s, tl = self.pipe.config, self.now_s, self.tl
         got = self.pipe.scrapes_in(now_s - cfg.rate_window_s, now_s, cfg.scrape_interval_s, cfg.scrape_offset_s)
+        if tl.has_gaps:  # no scrape lands in a logging gap
+            return [s for s in got if tl.index(s) >= 0 and not tl.gap[tl.index(s)]]
         return [s for s in got if tl.index(s) >= 0]
 
     def _rates(self, pods: tuple[Pod, ...]) -> list[float | None]:
@@ -379,6 +391,8 @@ class _TickSource:
         """`_concurrency` of the view at second s <= now: from the second before s only."""
         pipe, tl = self.pipe, self.tl
         last_i = s + tl.preroll_s - 1
+        if tl.has_gaps and last_i >= 0 and tl.gap[last_i]:
+            return math.nan  # no queue-proxy stats for a gap second
         per_pod_arrivals = 0.0
         if last_i >= 0:
             ready = tl.ready.item(last_i)
@@ -394,13 +408,14 @@ class _TickSource:
         """Sum over ready pods of their concurrency, summed as `sum()` over the pods would."""
         if self.ready_n == 0:
             return None
-        return float(sum([self._concurrency()] * self.ready_n))
+        c = self._concurrency()
+        return None if math.isnan(c) else float(sum([c] * self.ready_n))
 
     def in_flight_history(self, n: int) -> list[tuple[float, float | None]]:
         """`in_flight()` of the views at seconds now - n + 1 .. now that the timeline has."""
         tl, now, pipe = self.tl, self.now_s, self.pipe
         start, pre = tl.start_s, tl.preroll_s
-        if not self.uniform or self.deleted_off_template or pipe.live_latency:
+        if not self.uniform or self.deleted_off_template or pipe.live_latency or tl.has_gaps:
             out = self.in_flight_past(n)
             out.append((start + now, self.in_flight()))
             return out
@@ -437,10 +452,8 @@ class _TickSource:
         if self.uniform and not self.deleted_off_template:  # every pod ready at s ran the template
             for s in range(max(now - n + 1, -pre), now):
                 ready_n = int(ready_col.item(s + pre))
-                if ready_n == 0:
-                    out.append((start + s, None))
-                else:
-                    out.append((start + s, float(sum([self._concurrency_at(s, t)] * ready_n))))
+                c = self._concurrency_at(s, t) if ready_n else math.nan
+                out.append((start + s, None if math.isnan(c) else float(sum([c] * ready_n))))
             return out
         pods = (*self.pod_list, *self.deleted)
         for s in range(max(now - n + 1, -pre), now):
@@ -452,7 +465,8 @@ class _TickSource:
             ready = sorted((p for p in pods if p.ready_s <= s and (p.deleted_s is None or p.deleted_s > s)),
                            key=lambda p: p.pod_id)  # fmt: skip
             params = t if not ready or any(p.params == t for p in ready) else ready[0].params
-            out.append((start + s, float(sum([self._concurrency_at(s, params)] * ready_n))))
+            c = self._concurrency_at(s, params)
+            out.append((start + s, None if math.isnan(c) else float(sum([c] * ready_n))))
         return out
 
     def pods(self) -> tuple[PodView, ...]:
@@ -464,10 +478,13 @@ class _TickSource:
         m_last += cfg.scrape_offset_s
         cw = cfg.cpu_window_s
         cpu_full: float | None = None
-        if tl.index(m_last - cw) >= 0:
+        gap_in_window = tl.has_gaps and bool(tl.gap[max(0, tl.index(m_last - cw)) : tl.index(m_last)].any())
+        if tl.index(m_last - cw) >= 0 and not gap_in_window:
             share = float(tl.cum_share[tl.index(m_last)] - tl.cum_share[tl.index(m_last - cw)]) / cw
-            cpu_full = cfg.idle_cpu_millicores + pipe.cpu_ms_per_request * share
-        conc = self._concurrency()
+            cpu_full = pipe.cpu.millicores(share, pipe.table(self.batching()).point(share)[3])
+        conc: float | None = self._concurrency()
+        if conc is not None and math.isnan(conc):
+            conc = None  # a gap second: no queue-proxy stats
         cpu_from = m_last - cw
         start, req_m = tl.start_s, pipe.cpu_request_m
         names, pending = pipe._names, pipe._pending

@@ -6,6 +6,10 @@ Owns the output format operators and CI read (DESIGN.md "The simulator"):
   slo_quantile, slo_attainment (fraction of requests served within slo_ms; rejected count as
   misses), p50/p95/p99_ms, rejected, replica_hours (pods that exist, Pending included: that is
   what a GPU node costs), scale_events, mean_gpu_util, wall_s, meets_slo, knobs, x_oracle;
+  `gap_policy` ("bridged+excluded": masked logging gaps are served at load bridged across them,
+  missing to the policies' metrics, and left out of every scored number), `gap_seconds`,
+  `gap_requests`, `gap_replica_hours` (what was left out); `history_s` (history before the window
+  that warmed the forecasters) and `history_note` (says so when there was none);
 * `DIR/<policy>/timeline.csv`: one row per second of the replay window;
 * `DIR/*.png` (sim/plots.py) and a self-contained `DIR/report.html` with the PNGs inlined.
 """
@@ -43,7 +47,45 @@ SUMMARY_KEYS = (
     "wall_s",
     "meets_slo",
     "knobs",
+    "gap_policy",
+    "gap_seconds",
+    "gap_requests",
+    "gap_replica_hours",
+    "history_s",
+    "history_note",
 )
+NO_HISTORY_NOTE = (
+    "no history before the window: forecasting policies start cold (no forecast until 10 minutes of the "
+    "window are seen; a daemon would read weeks of Prometheus history)"
+)
+
+
+def history_note(history_s: float, season_s: float = 86_400.0) -> str:
+    """What the forecasters had before the window, in words (summary.json and report.html)."""
+    if history_s <= 0:
+        return NO_HISTORY_NOTE
+    if history_s < 2 * season_s:
+        return (
+            f"{history_s / 3600:.1f} h of history before the window, under the two seasons "
+            f"({2 * season_s / 86400:g} d) a seasonal forecaster needs: a short-history model until then"
+        )
+    return f"{history_s / 86400:.1f} days of history before the window warmed the forecasters"
+
+
+def _history_note(r: SimResult) -> str:
+    return history_note(float(r.summary.get("history_s", 0.0)), float(r.spec.forecaster.season_length_s))
+
+
+def gap_note(summary: dict[str, Any]) -> str:
+    """How masked trace gaps were replayed, in words."""
+    n = int(summary.get("gap_seconds", 0))
+    if n == 0:
+        return "no masked logging gap in the window"
+    return (
+        f"{n:,} s of masked logging gaps ({summary.get('gap_policy')}): load bridged linearly across them, "
+        "missing to the policies' metrics, left out of attainment, latency, rejected and replica-hours "
+        f"({int(summary.get('gap_requests', 0)):,} bridged requests not scored)"
+    )
 
 
 def _json_safe(v: Any) -> Any:
@@ -64,6 +106,7 @@ def summary_rows(results: Sequence[SimResult]) -> list[dict[str, Any]]:
     for r in results:
         row = dict(r.summary)
         row["x_oracle"] = (float(row["replica_hours"]) / base) if base else None
+        row["history_note"] = _history_note(r)
         rows.append(row)
     return rows
 
@@ -166,6 +209,8 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
             f"{slo.attainment * 100:g} % of requests within {slo.latency_ms:g} ms (rejected = miss). "
             f"Fidelity: {html.escape(r0.fidelity)}; {r0.timeline.n_s:,} s replayed from t = {r0.timeline.start_s:g} s; "
             f"{int(r0.summary['requests']):,} requests. Replica-hours count Pending pods too.</p>"
+            f"<p>History: {html.escape(_history_note(r0))}. "
+            f"Gaps: {html.escape(gap_note(r0.summary))}.</p>"
         )
     doc = (
         "<!doctype html><html><head><meta charset='utf-8'>"

@@ -18,7 +18,11 @@ what was expected.
                                        #    requests (sparse 1 s traces; sim/workload.py)
     start_s: 604800                    # window start in the trace (default 0)
     duration_s: 604800                 # default: to the end of the trace
-    history_s: 604800                  # history before the window for warm-up (default: spec's)
+    history_s: 604800                  # history before the window for warm-up (default: the spec's
+                                       #    forecaster.historySeconds, 14 d, as far as the trace
+                                       #    reaches before start_s; the seasonal forecasters need two
+                                       #    seasons, 2 d for a daily season, and forecast nothing in
+                                       #    the first 10 min without any: summary.json says so)
     mask_gaps: true                    # logging gaps become missing data, not zero load
     fidelity: fluid                    # or request
     seed: 0
@@ -47,6 +51,7 @@ from autoscaler.spec.types import ServingAutoscalerSpec
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_DIR = REPO_ROOT / "simulations"
 DEFAULT_SCENARIO = "azure-functions-8h"
+DEFAULT_TARGET_PEAK_REPLICAS = 20.0  # without rate_scale or target_peak_replicas (at most maxReplicas)
 KNOWN_KEYS = {
     "name",
     "description",
@@ -221,6 +226,23 @@ def peak_rps(rate_per_s: FloatArray) -> float:
     return float(r.max()) if len(r) else 0.0
 
 
+def _target_peak(sc: Scenario, spec: ServingAutoscalerSpec) -> float:
+    """Replicas the busiest second should need: the scenario's, else 20 (at most maxReplicas).
+
+    Above the spec's maxReplicas no policy could serve the peak (the HPA clamps to it), so every
+    policy would miss the SLO for the trace's sake, not its own: an error, naming both numbers.
+    """
+    if sc.target_peak_replicas is None:
+        return float(min(DEFAULT_TARGET_PEAK_REPLICAS, spec.max_replicas))
+    if sc.target_peak_replicas > spec.max_replicas:
+        raise ScenarioError(
+            f"{sc.source}: target_peak_replicas (--target-peak-replicas): {sc.target_peak_replicas:g} is above the "
+            f"spec's maxReplicas {spec.max_replicas} (expected at most {spec.max_replicas}: no policy may run more "
+            "replicas than maxReplicas, so the peak could not be served)"
+        )
+    return sc.target_peak_replicas
+
+
 def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
     """Load spec, trace window and history. `overrides` replace scenario fields (CLI flags)."""
     sc = replace(sc, **{k: v for k, v in overrides.items() if v is not None})
@@ -239,10 +261,10 @@ def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
     duration = min(duration, end - sc.start_s)
     scale = sc.rate_scale
     if scale is None:
+        target = _target_peak(sc, spec)
         window = full.rate_per_second()[int(sc.start_s) : int(sc.start_s + duration)]
         peak = peak_rps(window)
         cap = CapacityModel(spec.profile).capacity_at_slo_rps(spec.batching.initial, spec.slo)
-        target = sc.target_peak_replicas or 20.0
         scale = 1.0 if peak <= 0 or cap <= 0 else target * cap / peak
     mask, sup = sc.mask_gaps, sc.superpose_s
     trace = load_trace(path, rate_scale=scale, start_s=sc.start_s, duration_s=duration, mask_gaps=mask, superpose_s=sup)

@@ -13,7 +13,20 @@ inputs once and caches them.
 
 Grids are in the units of each knob, derived from the spec where the knob is a rate: per-pod
 RPS targets are fractions of the replica's capacity at the SLO, so the sweep brackets the right
-value whatever the model or profile.
+value whatever the model or profile. Every grid also holds the policy's documented default (the
+setting a team gets out of the box: HPA CPU 70 %, 100 requests/s per pod for hpa-rps, KEDA and
+PHPA, Knative's 70 % of containerConcurrency, the spec's headroom), so "untuned" is always a row.
+
+A grid is a guess; a policy must not be reported as never meeting the goal because its grid stopped
+short. `extend` (between the grid and `refine`) makes the knob of every policy that met the goal at
+no setting more conservative, one step per round (`CONSERVATIVE_STEP`: the load a replica is sized
+for × 0.7, i.e. ~1.4× the replicas: lower targets, more headroom), until a setting meets the goal,
+costs more replica-hours than static-peak (the fleet sized for the peak, which always meets it: a
+policy that needs more is worse than not autoscaling), reaches the knob's limit or has taken
+`MAX_EXTENSION_STEPS` steps. (Cost need not grow step by step: the KPA's limit cycle can make a
+lower target cheaper, so a step that adds no replicas does not end the extension.) `best_by_policy`
+says which of these ended it (`never_meets_reason`), so no "never meets" is a grid artefact.
+`run_all` runs the three passes.
 """
 
 from __future__ import annotations
@@ -27,31 +40,70 @@ from typing import Any
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
+from autoscaler.sim.baselines.kpa import default_target_concurrency
 from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
 from autoscaler.spec.types import ServingAutoscalerSpec
 
+OURS = ("predictive", "predictive-direct")  # the same knob: headroom (and forecast quantile below 0)
 RPS_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
 PREDICTIVE_LEAN_QUANTILES = (0.5, 0.8)  # tried at headroom 0, below the spec's quantile
+CONSERVATIVE_STEP = 0.7  # each extension step sizes replicas for 0.7 x the load of the step before
+MAX_EXTENSION_STEPS = 8  # 0.7**8 = 6 % of the grid's most conservative load per replica
+
+
+def default_knobs(policy: str, spec: ServingAutoscalerSpec) -> dict[str, Any]:
+    """The documented default of `policy`'s main knob (what it runs with when no knob is given)."""
+    if policy in ("hpa-rps", "phpa"):
+        return {"target_rps_per_pod": 100.0}
+    if policy == "keda":
+        return {"threshold_rps": 100.0}
+    if policy == "hpa-cpu":
+        return {"target_utilization_pct": 70}
+    if policy == "kpa":
+        return {"target_concurrency": round(default_target_concurrency(spec), 2)}
+    if policy in OURS:
+        return {"headroom": spec.provisioning.headroom}
+    return {}
+
+
+def _with_default(name: str, values: list[Any], default: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{name: v} for v in sorted({*values, default[name]})]
 
 
 def knob_grid(policy: str, spec: ServingAutoscalerSpec) -> list[dict[str, Any]]:
-    """The settings of `policy`'s main knob to try (a single default for the clairvoyant ones)."""
+    """The settings of `policy`'s main knob to try, its default among them (a single default for
+    the clairvoyant ones)."""
     cap = CapacityModel(spec.profile).capacity_at_slo_rps(spec.batching.initial, spec.slo)
+    default = default_knobs(policy, spec)
     if policy in ("hpa-rps", "phpa"):
-        return [{"target_rps_per_pod": round(f * cap, 1)} for f in RPS_FRACTIONS]
+        return _with_default("target_rps_per_pod", [round(f * cap, 1) for f in RPS_FRACTIONS], default)
     if policy == "keda":
-        return [{"threshold_rps": round(f * cap, 1)} for f in RPS_FRACTIONS]
+        return _with_default("threshold_rps", [round(f * cap, 1) for f in RPS_FRACTIONS], default)
     if policy == "hpa-cpu":
-        return [{"target_utilization_pct": v} for v in (25, 40, 55, 70, 85)]
+        return _with_default("target_utilization_pct", [25, 40, 55, 70, 85], default)
     if policy == "kpa":
-        base = 0.7 * spec.batching.initial.max_batch_size
-        return [{"target_concurrency": round(base * m, 2)} for m in (0.35, 0.7, 1.4)]
-    if policy == "predictive":
+        base = default_target_concurrency(spec)
+        return _with_default("target_concurrency", [round(base * m, 2) for m in (0.35, 0.7, 1.4)], default)
+    if policy in OURS:
         # "forecast quantile / headroom": headroom over the spec's forecast quantile, and below
         # headroom 0 (the least it can be) lower forecast quantiles
         lean = [{"forecast_quantile": q, "headroom": 0.0} for q in PREDICTIVE_LEAN_QUANTILES]
-        return lean + [{"headroom": h} for h in (0.0, 0.05, 0.15, 0.25, 0.35, 0.5)]
+        return lean + _with_default("headroom", [0.0, 0.05, 0.15, 0.25, 0.35, 0.5], default)
     return [{}]
+
+
+def more_conservative(policy: str, value: float) -> float | None:
+    """The knob's next setting one `CONSERVATIVE_STEP` more conservative; None where it cannot go."""
+    if policy == "hpa-cpu":
+        pct = round(value * CONSERVATIVE_STEP)
+        return pct if 1 <= pct < value else None
+    if policy in ("hpa-rps", "phpa", "keda", "kpa"):
+        nxt = round(value * CONSERVATIVE_STEP, 4)
+        return nxt if 0 < nxt < value else None
+    if policy in OURS:  # usable share of capacity (1 - headroom) x 0.7
+        nxt = round(1.0 - (1.0 - value) * CONSERVATIVE_STEP, 4)
+        return nxt if value < nxt < 1.0 else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,6 +113,7 @@ class SweepTask:
     knobs: dict[str, Any]
     overrides: dict[str, Any] = field(default_factory=dict)
     fixed_knobs: dict[str, Any] = field(default_factory=dict)  # applied to every setting
+    extension_step: int = 0  # 0: grid or refinement; k: the k-th step of `extend` past the grid
 
 
 _INPUTS: dict[tuple[str, tuple[tuple[str, Any], ...]], Inputs] = {}
@@ -89,9 +142,11 @@ def run_task(task: SweepTask) -> dict[str, Any]:
             fidelity=inp.scenario.fidelity,
         )
     except Exception as e:  # a setting that crashes is reported, not fatal to the sweep
-        return {"scenario": task.scenario, "policy": task.policy, "knobs": knobs, "error": f"{type(e).__name__}: {e}"}
+        err = f"{type(e).__name__}: {e}"
+        return {"scenario": task.scenario, "policy": task.policy, "knobs": knobs, "error": err}
     row = dict(res.summary)
     row["scenario"] = task.scenario
+    row["extension_step"] = task.extension_step
     return row
 
 
@@ -112,7 +167,7 @@ def plan(
             for knobs in knob_grid(pol, spec):
                 tasks.append(SweepTask(sc, pol, knobs, ov, (fixed_knobs or {}).get(pol, {})))
     # longest first keeps both workers busy to the end
-    slow = {"predictive": 0, "kpa": 1, "phpa": 2}
+    slow = {"predictive": 0, "predictive-direct": 0, "kpa": 1, "phpa": 2}
     tasks.sort(key=lambda t: slow.get(t.policy, 9))
     return tasks
 
@@ -145,17 +200,9 @@ def refine(tasks: Sequence[SweepTask], rows: Sequence[dict[str, Any]]) -> list[S
     settings. A coarse grid otherwise decides the result: one policy's passing setting can sit just
     past the goal while another's is far past it."""
     out: list[SweepTask] = []
-    by_key: dict[tuple[str, str], list[SweepTask]] = {}
-    for t in tasks:
-        if len(t.knobs) == 1:
-            by_key.setdefault((t.scenario, t.policy), []).append(t)
-    for (sc, pol), ts in sorted(by_key.items()):
+    for (sc, pol), ts in sorted(_single_knob_tasks(tasks).items()):
         (name,) = ts[0].knobs
-        runs = {  # the settings of this one knob alone (not combined with others)
-            float(r["knobs"][name]): r
-            for r in rows
-            if r["scenario"] == sc and r["policy"] == pol and "error" not in r and set(r.get("knobs", {})) == {name}
-        }
+        runs = _single_knob_runs(rows, sc, pol, name)
         values = sorted(runs)
         passing = [v for v in values if runs[v]["meets_slo"]]
         if not passing or len(passing) == len(values):
@@ -178,6 +225,94 @@ def refine(tasks: Sequence[SweepTask], rows: Sequence[dict[str, Any]]) -> list[S
     return out
 
 
+def _single_knob_tasks(tasks: Sequence[SweepTask]) -> dict[tuple[str, str], list[SweepTask]]:
+    by_key: dict[tuple[str, str], list[SweepTask]] = {}
+    for t in tasks:
+        if len(t.knobs) == 1:
+            by_key.setdefault((t.scenario, t.policy), []).append(t)
+    return by_key
+
+
+def _single_knob_runs(rows: Sequence[dict[str, Any]], sc: str, pol: str, name: str) -> dict[float, dict[str, Any]]:
+    """The runs of this one knob alone (not combined with others), by its value."""
+    return {
+        float(r["knobs"][name]): r
+        for r in rows
+        if r["scenario"] == sc and r["policy"] == pol and "error" not in r and set(r.get("knobs", {})) == {name}
+    }
+
+
+def _static_peak_rh(rows: Sequence[dict[str, Any]], sc: str) -> float | None:
+    """Replica-hours of static-peak (the fleet sized for the peak) where it ran and met the goal."""
+    rh = [
+        r["replica_hours"] for r in rows if r["scenario"] == sc and r["policy"] == "static-peak" and r.get("meets_slo")
+    ]
+    return min(rh) if rh else None
+
+
+def extension_stop(pol: str, runs: dict[float, dict[str, Any]], static_rh: float | None) -> str | None:
+    """Why `extend` takes no further step for a policy that met the goal nowhere (None: it goes on)."""
+    if not runs:
+        return "its knob is not swept (one setting)"
+    order = sorted(runs, reverse=pol not in OURS)  # least to most conservative
+    last = runs[order[-1]]
+    (name,) = last["knobs"]
+    at = f"{name}={order[-1]:g}"
+    if static_rh is not None and last["replica_hours"] > static_rh:
+        return (
+            f"costs more than static-peak before reaching the goal ({last['replica_hours']:.1f} vs "
+            f"{static_rh:.1f} replica-h at {at}, {last['slo_attainment'] * 100:.3f} %)"
+        )
+    if int(last.get("extension_step", 0)) >= MAX_EXTENSION_STEPS:
+        return f"{MAX_EXTENSION_STEPS} extension steps past the grid (at {at})"
+    if more_conservative(pol, order[-1]) is None:
+        return f"{name} is at its most conservative setting ({at})"
+    return None
+
+
+def extend(tasks: Sequence[SweepTask], rows: Sequence[dict[str, Any]]) -> list[SweepTask]:
+    """One more conservative setting for each policy that met the goal at no setting yet (module
+    docstring); empty when every policy met it or stopped. Call again after running the result."""
+    out: list[SweepTask] = []
+    for (sc, pol), ts in sorted(_single_knob_tasks(tasks).items()):
+        (name,) = ts[0].knobs
+        runs = _single_knob_runs(rows, sc, pol, name)
+        if not runs or any(r["meets_slo"] for r in runs.values()):
+            continue
+        if extension_stop(pol, runs, _static_peak_rh(rows, sc)) is not None:
+            continue
+        last = max(runs) if pol in OURS else min(runs)
+        nxt = more_conservative(pol, last)
+        assert nxt is not None  # extension_stop checked it
+        step = int(runs[last].get("extension_step", 0)) + 1
+        out.append(SweepTask(sc, pol, {name: nxt}, ts[0].overrides, ts[0].fixed_knobs, extension_step=step))
+    return out
+
+
+def run_all(
+    tasks: Sequence[SweepTask],
+    *,
+    jobs: int = 2,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    on_more: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The grid, then `extend` rounds until no policy takes another step, then `refine`.
+    `on_more(n)` is told when n more replays are planned."""
+    rows = run_sweep(tasks, jobs=jobs, on_done=on_done)
+    for _ in range(MAX_EXTENSION_STEPS):
+        extra = extend(tasks, rows)
+        if not extra:
+            break
+        if on_more:
+            on_more(len(extra))
+        rows += run_sweep(extra, jobs=jobs, on_done=on_done)
+    extra = refine(tasks, rows)
+    if on_more:
+        on_more(len(extra))
+    rows += run_sweep(extra, jobs=jobs, on_done=on_done)
+    return rows
+
+
 def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (scenario, policy): the cheapest setting meeting the SLO goal, and its × oracle."""
     out: list[dict[str, Any]] = []
@@ -190,6 +325,11 @@ def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             ok = [r for r in runs if r["meets_slo"]]
             best = min(ok, key=lambda r: r["replica_hours"]) if ok else None
             closest = max(runs, key=lambda r: r["slo_attainment"]) if runs else None
+            reason = None
+            if best is None and runs:
+                knob = registry.policy_class(pol).knob
+                reason = extension_stop(pol, _single_knob_runs(rows, sc, pol, knob), _static_peak_rh(rows, sc))
+                reason = reason or "not extended past the grid"
             out.append(
                 {
                     "scenario": sc,
@@ -201,6 +341,8 @@ def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "best_attainment": best["slo_attainment"] if best else None,
                     "x_oracle": (best["replica_hours"] / oracle) if best and oracle == oracle else None,
                     "best_attainment_reached": closest["slo_attainment"] if closest else None,
+                    "settings_extended": sum(1 for r in runs if r.get("extension_step", 0) > 0),
+                    "never_meets_reason": reason,
                     "errors": [r["error"] for r in rows if r["scenario"] == sc and r["policy"] == pol and "error" in r],
                 }
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from autoscaler.core.types import FloatArray
 
@@ -70,6 +71,10 @@ class Timeline:
     cum_rejected: FloatArray = field(init=False)
     cum_ready: FloatArray = field(init=False)
     filled: int = 0
+    # seconds whose load is unknown (a masked trace gap): served at the bridged rate, missing to the
+    # policies' metrics, left out of the scored metrics; `has_gaps` lets hot paths skip the checks
+    gap: npt.NDArray[np.bool_] = field(init=False)
+    has_gaps: bool = False
 
     def __post_init__(self) -> None:
         n = self.preroll_s + self.n_s
@@ -96,6 +101,7 @@ class Timeline:
             "forecast_hi",
         ):
             setattr(self, name, np.full(n, np.nan))
+        self.gap = np.zeros(n, dtype=bool)
         # one block, closed with one cumsum; the named columns are views of its rows
         self._cum = np.zeros((5, n + 1))
         self.cum_share, self.cum_arrivals, self.cum_served, self.cum_rejected, self.cum_ready = self._cum

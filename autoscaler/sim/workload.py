@@ -33,6 +33,12 @@ WorldCup98 (600 s) and 53 silent stretches of NASA July 1995 (7,980 s at 60 s; 1
 need not align with minutes). Per-request logs contain no filled zeros, so the rule does not apply to them
 (the flag is accepted and has no effect).
 
+Replaying a gap (`bridge_gaps`): a gap is unknown load, not idle. The simulator serves the load
+interpolated linearly between the known seconds on either side of it (so no policy faces the
+trace's return with a cluster shrunk for "no traffic"), reports the gap seconds to the policies as
+missing metrics, and leaves them out of every scored metric (`sim/engine.py`, `gap_policy`
+"bridged+excluded" in summary.json).
+
 Parsing uses numpy's C CSV reader: the 27-day, 2.4 M-row 1 s NASA file loads in about 0.7 s.
 """
 
@@ -118,11 +124,12 @@ class Trace:
         per_s[nan_s] = np.nan
         return per_s
 
-    def arrivals(self, seed: int) -> FloatArray:
+    def arrivals(self, seed: int, *, bridge: bool = False) -> FloatArray:
         """Request timestamps (seconds from window start, sorted), reproducible for a given seed.
 
         Interval traces: a Poisson number of requests with mean `counts[i]` per interval, placed uniformly
-        within it (a Poisson process with piecewise-constant rate). Request traces: the logged times; for
+        within it (a Poisson process with piecewise-constant rate); masked gaps produce none, or with
+        `bridge` the counts interpolated across them (`bridge_gaps`). Request traces: the logged times; for
         `rate_scale` != 1 every request is kept floor(scale) times plus once more with probability
         frac(scale) (duplicates arrive at the same instant, keeping the trace's burst structure).
         """
@@ -136,12 +143,27 @@ class Trace:
             copies += rng.random(len(ts)) < (self.rate_scale - whole)
             return np.repeat(ts, copies)
         assert self.counts is not None and self.step_s is not None
-        lam = np.nan_to_num(self.counts, nan=0.0)
+        lam = bridge_gaps(self.counts) if bridge else np.nan_to_num(self.counts, nan=0.0)
         n = rng.poisson(lam)
         starts = np.repeat(self.t_s, n)
         out = starts + rng.random(len(starts)) * self.step_s
         out.sort()
         return out
+
+
+def bridge_gaps(values: FloatArray) -> FloatArray:
+    """`values` with NaN (masked gaps) replaced by linear interpolation between the nearest known
+    values on either side (the nearest one at the edges; zeros if nothing is known)."""
+    v = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(v)
+    if not nan.any():
+        return v.copy()
+    if nan.all():
+        return np.zeros_like(v)
+    known = np.flatnonzero(~nan)
+    out = v.copy()
+    out[nan] = np.interp(np.flatnonzero(nan), known, v[known])
+    return out
 
 
 def resolve_trace(name_or_path: str | Path) -> Path:
