@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.actuators.base import BatchingOutcome
 from autoscaler.actuators.events import BATCHING_ROLLOUT, REFUSED_BATCHING, EventRecorder, InvolvedObject
-from autoscaler.actuators.retry import Backoff, Sleep, call_with_backoff
+from autoscaler.actuators.retry import Backoff, Fence, Sleep, call_with_backoff
 from autoscaler.core.types import Decision
 from autoscaler.spec.types import ServingAutoscalerSpec
 
@@ -81,16 +81,19 @@ class BatchingRollout:
         *,
         backoff: Backoff | None = None,
         sleep: Sleep | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._fence = fence
         self._events = events
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._last_rollout_s: dict[tuple[str, str], float] = {}
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        return call_with_backoff(fn, backoff=self._backoff, sleep=self._sleep)
+    def _call(self, fn: Callable[[float], T]) -> T:
+        """Every rollout call is fenced on the lease and time-bounded (see retry.py)."""
+        return call_with_backoff(fn, backoff=self._backoff, sleep=self._sleep, fence=self._fence)
 
     def apply(self, spec: ServingAutoscalerSpec, decision: Decision) -> tuple[BatchingOutcome, str]:
         t = spec.target
@@ -102,7 +105,9 @@ class BatchingRollout:
         if decision.desired_replicas > decision.current_replicas:
             return BatchingOutcome.DEFERRED_SCALE_UP, "batching rollout deferred: scale-up in progress"
         now_s = decision.time_s
-        dep = self._call(lambda: self._apps.read_namespaced_deployment(t.deployment, t.namespace))
+        dep = self._call(
+            lambda to: self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=to)
+        )
         meta = dep.metadata or k8s.V1ObjectMeta()
         text = decision.batching.to_pbtxt()
         digest = batching_hash(text)
@@ -140,8 +145,8 @@ class BatchingRollout:
         }
         try:
             self._call(
-                lambda: self._apps.patch_namespaced_deployment(
-                    t.deployment, t.namespace, patch, _content_type=MERGE_PATCH
+                lambda to: self._apps.patch_namespaced_deployment(
+                    t.deployment, t.namespace, patch, _content_type=MERGE_PATCH, _request_timeout=to
                 )
             )
         except ApiException as exc:
@@ -161,12 +166,12 @@ class BatchingRollout:
     def _write_configmap(self, namespace: str, name: str, text: str) -> None:
         try:
             self._call(
-                lambda: self._core.patch_namespaced_config_map(
-                    name, namespace, {"data": {PBTXT_KEY: text}}, _content_type=MERGE_PATCH
+                lambda to: self._core.patch_namespaced_config_map(
+                    name, namespace, {"data": {PBTXT_KEY: text}}, _content_type=MERGE_PATCH, _request_timeout=to
                 )
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
             body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace), data={PBTXT_KEY: text})
-            self._call(lambda: self._core.create_namespaced_config_map(namespace, body))
+            self._call(lambda to: self._core.create_namespaced_config_map(namespace, body, _request_timeout=to))

@@ -16,6 +16,7 @@ from kubernetes import config as k8s_config
 
 from autoscaler.actuators.events import EventRecorder
 from autoscaler.actuators.kube import KubernetesActuator
+from autoscaler.actuators.retry import Backoff
 from autoscaler.runtime.clock import Clock
 from autoscaler.runtime.leader import LeaderConfig, LeaseElector
 from autoscaler.runtime.specwatch import CrdLister, crd_lister
@@ -63,11 +64,13 @@ def build_kube_parts(
     events = EventRecorder(api, instance=identity)
     elector = LeaseElector(api, leader, clock) if leader is not None else None
     may_write: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
-    actuator = KubernetesActuator(api, events=events, may_write=may_write)
+    # every write attempt is fenced on the lease and lands before a standby may take over
+    backoff = Backoff.within_lease(leader.write_window_s) if leader is not None else Backoff()
+    actuator = KubernetesActuator(api, events=events, may_write=may_write, backoff=backoff)
     return KubeParts(api, events, actuator, elector, crd_lister(api))
 
 
 def read_configmap_data(api_client: k8s.ApiClient, namespace: str, name: str) -> dict[str, str]:
     """A ConfigMap's `data` (e.g. kube-system/extension-apiserver-authentication for the adapter)."""
-    cm = k8s.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+    cm = k8s.CoreV1Api(api_client).read_namespaced_config_map(name, namespace, _request_timeout=10.0)
     return dict(cm.data or {})

@@ -69,7 +69,7 @@ def crd_lister(api_client: Any) -> CrdLister:
 
     def list_crs() -> list[dict[str, Any]] | None:
         try:
-            doc = api.list_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+            doc = api.list_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, _request_timeout=10.0)
         except ApiException as exc:
             if exc.status == 404:
                 return None
