@@ -247,8 +247,30 @@ def _semantic_checks(source: str, spec: ServingAutoscalerSpec) -> list[str]:
     return problems
 
 
-def parse_spec(doc: object, source: str = "<spec>") -> ServingAutoscalerSpec:
-    """Validate one parsed YAML document; raise SpecError with every problem found."""
+def _custom_resource_checks(source: str, model: DocumentModel) -> list[str]:
+    """What a tenant's custom resource may not do, though the operator's own spec files may.
+
+    A ServingAutoscaler object lives in a namespace whose users may create it; letting it name
+    another namespace would let one tenant replace another's autoscaling (RBAC on the CR is per
+    namespace, so the target must be too).
+    """
+    problems: list[str] = []
+    own = model.metadata.namespace
+    target_ns = model.spec.target.namespace
+    if target_ns is not None and target_ns != own:
+        problems.append(
+            f"{source}: spec.target.namespace: a ServingAutoscaler may only target its own namespace "
+            f"(got {target_ns!r}; expected {own!r} or unset)"
+        )
+    return problems
+
+
+def parse_spec(doc: object, source: str = "<spec>", *, custom_resource: bool = False) -> ServingAutoscalerSpec:
+    """Validate one parsed YAML document; raise SpecError with every problem found.
+
+    `custom_resource`: the document is a ServingAutoscaler object from the API server (a tenant's),
+    not the operator's spec file: it may only target its own namespace.
+    """
     if not isinstance(doc, dict):
         raise SpecError([f"{source}: <document>: expected a mapping (got {type(doc).__name__})"])
     try:
@@ -258,6 +280,8 @@ def parse_spec(doc: object, source: str = "<spec>") -> ServingAutoscalerSpec:
         raise SpecError([_format(source, e) for e in errors]) from None
     spec = _to_spec(model)
     problems = _semantic_checks(source, spec)
+    if custom_resource:
+        problems += _custom_resource_checks(source, model)
     if problems:
         raise SpecError(problems)
     return spec
