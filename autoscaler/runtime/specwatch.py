@@ -150,8 +150,8 @@ class SpecWatcher:
         except SpecError as exc:
             self._fail(source, fp, list(exc.problems), old)
             return
-        except (OSError, ValueError) as exc:
-            self._fail(source, fp, [f"{source}: {type(exc).__name__}: {exc}"], old)
+        except Exception as exc:  # never let one source stop every later reload
+            self._fail(source, fp, [f"{source}: {type(exc).__name__}: {str(exc)[:300]}"], old)
             return
         self._sources[source] = _Source(fp, specs)
         log.info("spec loaded", extra={"source": source, "targets": [s.name for s in specs]})

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from autoscaler.spec import safeyaml
 from autoscaler.spec.model import DNS_LABEL, DNS_SUBDOMAIN, DocumentModel, ScalingRulesModel, SpecModel
 from autoscaler.spec.types import (
     SLO,
@@ -288,9 +289,15 @@ def parse_spec(doc: object, source: str = "<spec>", *, custom_resource: bool = F
 
 
 def parse_specs_text(text: str, source: str = "<spec>") -> list[ServingAutoscalerSpec]:
-    """Every ServingAutoscaler in a (multi-document) YAML text, or SpecError listing all problems."""
+    """Every ServingAutoscaler in a (multi-document) YAML text, or SpecError listing all problems.
+
+    Hostile input is bounded before parsing (size, depth, alias expansion, number length) and
+    duplicate keys are refused, see `safeyaml.py`; each is a SpecError, never another exception.
+    """
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = safeyaml.load_all(text)
+    except safeyaml.YamlLimitError as exc:
+        raise SpecError([f"{source}:{exc}" if str(exc).startswith(" line") else f"{source}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -313,9 +320,14 @@ def parse_specs_text(text: str, source: str = "<spec>") -> list[ServingAutoscale
 def load_specs(path: str | Path) -> list[ServingAutoscalerSpec]:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(safeyaml.MAX_SPEC_BYTES + 1)  # never read more than the limit
     except OSError as exc:
         raise SpecError([f"{p}: cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        text = safeyaml.decode(data)
+    except safeyaml.YamlLimitError as exc:
+        raise SpecError([f"{p}: {exc}"]) from None
     return parse_specs_text(text, str(p))
 
 
