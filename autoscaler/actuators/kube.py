@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from kubernetes import client as k8s
 
@@ -57,13 +58,19 @@ class KubernetesActuator:
 
     def read_replicas(self, spec: ServingAutoscalerSpec) -> ReplicaStatus | None:
         try:
-            return self.scaler.read_replicas(spec)
+            status, digest = self.scaler.read_replicas(spec)
         except Exception as exc:
             log.warning(
                 "cannot read Deployment",
                 extra={"target": f"{spec.target.namespace}/{spec.target.deployment}", "error": str(exc)[:200]},
             )
             return None
+        try:
+            params = self.batching.in_effect(spec, digest)
+        except Exception as exc:
+            log.warning("cannot read the batching in effect", extra={"target": spec.name, "error": str(exc)[:200]})
+            params = None
+        return replace(status, batching=params) if params is not None else status
 
     def apply(self, spec: ServingAutoscalerSpec, decision: Decision) -> ActuationResult:
         passive = passive_result(spec, decision, leader=self._may_write())

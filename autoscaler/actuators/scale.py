@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.actuators.base import ActuationResult, ReplicaStatus, ScaleOutcome
+from autoscaler.actuators.batching import rollout_time_s, template_hash
 from autoscaler.actuators.events import (
     REFUSED_HPA_OWNED,
     SCALED_DOWN,
@@ -84,7 +85,8 @@ class ScaleWriter:
                 return str(h.metadata.name) if h.metadata is not None else "<unnamed>"
         return None
 
-    def read_replicas(self, spec: ServingAutoscalerSpec) -> ReplicaStatus:
+    def read_replicas(self, spec: ServingAutoscalerSpec) -> tuple[ReplicaStatus, str | None]:
+        """The replica counts, plus the pod template's batching hash (resolved by the caller)."""
         t = spec.target
         dep = self._call(
             lambda to: self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=to)
@@ -95,9 +97,14 @@ class ScaleWriter:
         total = int(st.replicas or 0) if st is not None else 0
         tmpl = dep.spec.template if dep.spec is not None else None
         labels = dict(tmpl.metadata.labels or {}) if tmpl is not None and tmpl.metadata is not None else {}
-        return ReplicaStatus(
-            current_replicas=current, ready_replicas=ready, pending_replicas=max(0, total - ready), pod_labels=labels
+        status = ReplicaStatus(
+            current_replicas=current,
+            ready_replicas=ready,
+            pending_replicas=max(0, total - ready),
+            pod_labels=labels,
+            batching_rollout_s=rollout_time_s(dep),
         )
+        return status, template_hash(dep)
 
     def refuse_if_hpa_owned(self, spec: ServingAutoscalerSpec, decision: Decision) -> ActuationResult | None:
         t = spec.target

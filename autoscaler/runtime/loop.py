@@ -21,6 +21,7 @@ from autoscaler.actuators.base import ActuationResult, Actuator, BatchingOutcome
 from autoscaler.core.decide import State, decide
 from autoscaler.core.types import Decision, FloatArray, Forecast, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.runtime.clock import Clock, sleep_or_stop
+from autoscaler.runtime.consistency import adopt_cluster_batching
 from autoscaler.runtime.records import DecisionLog, decision_dict, record
 from autoscaler.runtime.telemetry import Telemetry
 from autoscaler.sources.base import MetricSource, PodMetricSource
@@ -220,6 +221,7 @@ class ControlLoop:
                 log.warning("forecast failed", extra={"target": str(key), "error": str(exc)[:200]})
         if t.state is None:
             t.state = State.initial(spec, now_s, obs.current_replicas if obs.current_replicas is not None else 1)
+        t.state = adopt_cluster_batching(t.state, spec, status)  # same state on leader and standbys
         prev_state = t.state
         started = self.clock.monotonic_s()
         decision, new_state = decide(spec, prev_state, obs, fc, now_s=now_s, target=key)
