@@ -121,6 +121,6 @@ def passive_result(spec: ServingAutoscalerSpec, decision: Decision, *, leader: b
             ScaleOutcome.PREVIEW,
             BatchingOutcome.SKIPPED,
             replicas_before=decision.current_replicas,
-            message="preview mode: nothing changed",
+            message="preview mode: nothing changed and nothing published to the HPA or KEDA",
         )
     return None

@@ -84,6 +84,10 @@ class ExternalScalerService:
         rec = self.store.get(target)
         if rec is None:
             raise ScalerError(grpc.StatusCode.NOT_FOUND, f"no autoscaling target {target}")
+        if not rec.published:
+            raise ScalerError(
+                grpc.StatusCode.NOT_FOUND, f"{target} is in preview mode: its decisions are not published"
+            )
         d = rec.decision
         if d is None:
             raise ScalerError(grpc.StatusCode.UNAVAILABLE, f"no valid decision yet for {target}")

@@ -233,6 +233,7 @@ class ControlLoop:
             obs,
             labels={**status.pod_labels, "model": spec.target.model_name} if status is not None else None,
             slo=spec.slo,
+            published=spec.mode is not Mode.PREVIEW,  # preview: nothing an HPA reads carries it
         )
         leader = self.is_leader()
         if leader:
