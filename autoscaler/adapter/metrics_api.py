@@ -7,11 +7,12 @@ aggregated discovery, 404 Status for unknown metrics/objects, 400 Status for mal
 and a catch-all middleware so no request ever gets aiohttp's HTML error page.
 
 Entry points: `create_app(store, now_s=...)` (mount anywhere) and `serve(...)` (HTTPS listener with a
-mounted or self-signed serving certificate).
+mounted or self-signed serving certificate, under the connection limits of `limits.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
@@ -26,6 +27,7 @@ from aiohttp import web
 from autoscaler.adapter import wire
 from autoscaler.adapter.auth import AuthFailure, RemoteUser, RequestHeaderAuth, authenticate, server_ssl_context
 from autoscaler.adapter.certs import CertPair, self_signed
+from autoscaler.adapter.limits import ServerLimits, listen
 from autoscaler.adapter.provider import (
     CustomMetricValue,
     DecisionStoreProvider,
@@ -270,12 +272,17 @@ class MetricsServer:
     port: int
     scheme: str
     cert: CertPair | None  # the serving cert (self-signed ones double as their own CA bundle)
+    listener: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        if self.runner.server is not None:
+            await self.runner.server.shutdown(1.0)
         await self.runner.cleanup()
 
 
@@ -293,6 +300,7 @@ async def serve(
     auth: RequestHeaderAuth | None = None,
     max_age_s: float = 120.0,
     pod_labels: PodLabels = record_labels,
+    limits: ServerLimits | None = None,
 ) -> MetricsServer:
     """Start the metrics API. With `tls` and no cert/key given, a self-signed cert is generated
     into `cert_dir` (a temp dir if None). `port=0` picks a free port (see `.port`)."""
@@ -309,9 +317,9 @@ async def serve(
         ssl_ctx = server_ssl_context(str(cert.cert_file), str(cert.key_file), auth.client_ca_pem if auth else None)
     if auth is None:
         log.warning("metrics API: requestheader authentication is disabled; do not expose this port")
-    runner = web.AppRunner(app, access_log=None)
+    limits = limits or ServerLimits()
+    runner = web.AppRunner(app, access_log=None, **limits.handler_kwargs())
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
-    await site.start()
-    bound_port = int(runner.addresses[0][1]) if runner.addresses else port
-    return MetricsServer(runner, host, bound_port, "https" if tls else "http", cert)
+    listener = await listen(runner, host, port, ssl_ctx, limits)
+    bound_port = int(listener.sockets[0].getsockname()[1]) if listener.sockets else port
+    return MetricsServer(runner, host, bound_port, "https" if tls else "http", cert, listener)
