@@ -131,15 +131,18 @@ async def _main(args: argparse.Namespace) -> None:
 
         async def adapter() -> tuple[str, Closer]:
             from autoscaler.adapter.auth import RequestHeaderAuth
+            from autoscaler.adapter.authz import CachingAuthorizer
             from autoscaler.adapter.metrics_api import serve
-            from autoscaler.runtime.kube import read_configmap_data
+            from autoscaler.runtime.kube import SubjectAccessReviewer, read_configmap_data
 
             auth = None
+            authz = None
             if not args.adapter_insecure:  # fail closed: no front-proxy CA, no adapter
                 data = await asyncio.to_thread(
                     read_configmap_data, kube.api_client, "kube-system", "extension-apiserver-authentication"
                 )
                 auth = RequestHeaderAuth.from_configmap_data(data)
+                authz = CachingAuthorizer(SubjectAccessReviewer(kube.api_client))  # who may read which namespace
             srv = await serve(
                 store,
                 now_s=clock.now_s,
@@ -149,6 +152,7 @@ async def _main(args: argparse.Namespace) -> None:
                 cert_file=args.adapter_cert,
                 key_file=args.adapter_key,
                 auth=auth,
+                authz=authz,
             )
             return srv.url, srv.close
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -74,3 +75,42 @@ def read_configmap_data(api_client: k8s.ApiClient, namespace: str, name: str) ->
     """A ConfigMap's `data` (e.g. kube-system/extension-apiserver-authentication for the adapter)."""
     cm = k8s.CoreV1Api(api_client).read_namespaced_config_map(name, namespace, _request_timeout=10.0)
     return dict(cm.data or {})
+
+
+class SubjectAccessReviewer:
+    """The metrics adapter's authorizer backend: one `authorization.k8s.io/v1` SubjectAccessReview.
+
+    Duck-typed against `adapter.authz.Reviewer` (the adapter may not import this module):
+    `user` has name/groups/extra, `attrs` the ResourceAttributes fields or a non-resource path.
+    Needs `create` on subjectaccessreviews (the `system:auth-delegator` ClusterRole).
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, *, timeout_s: float = 5.0) -> None:
+        self._api = k8s.AuthorizationV1Api(api_client)
+        self._timeout_s = timeout_s
+
+    def review(self, user: Any, attrs: Any) -> tuple[bool, str]:
+        spec = k8s.V1SubjectAccessReviewSpec(
+            user=user.name,
+            groups=list(user.groups) or None,
+            extra={k: list(v) for k, v in user.extra.items()} or None,
+        )
+        if attrs.is_resource:
+            spec.resource_attributes = k8s.V1ResourceAttributes(
+                verb=attrs.verb,
+                group=attrs.group,
+                version=attrs.version,
+                resource=attrs.resource,
+                subresource=attrs.subresource or None,
+                name=attrs.name or None,
+                namespace=attrs.namespace or None,
+            )
+        else:
+            spec.non_resource_attributes = k8s.V1NonResourceAttributes(path=attrs.path, verb=attrs.verb)
+        out = self._api.create_subject_access_review(
+            k8s.V1SubjectAccessReview(spec=spec), _request_timeout=self._timeout_s
+        )
+        st = out.status
+        if st is None:
+            return False, "no status in the SubjectAccessReview response"
+        return bool(st.allowed) and not bool(st.denied), str(st.reason or st.evaluation_error or "")
