@@ -68,10 +68,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.prometheus_url and not args.direct_scrape:
         log.error("give --prometheus-url (or PROMETHEUS_URL), or --direct-scrape")
         return 2
+    from autoscaler.runtime.kube import NoClusterConfig
+
     try:
         asyncio.run(_main(args))
     except KeyboardInterrupt:
         pass
+    except NoClusterConfig as exc:  # one line, no traceback: what is missing and how to fix it
+        log.error(str(exc))
+        return 2
     return 0
 
 

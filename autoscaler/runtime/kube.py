@@ -25,18 +25,32 @@ from autoscaler.runtime.specwatch import CrdLister, crd_lister
 log = logging.getLogger(__name__)
 
 
+class NoClusterConfig(Exception):
+    """No way to reach a cluster: the message says what is missing and how to point at one."""
+
+
 def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     api: k8s.ApiClient
     if kubeconfig:
-        api = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        try:
+            api = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise NoClusterConfig(f"cannot use --kubeconfig {kubeconfig}: {exc}") from None
         return api
     try:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
         log.info("using in-cluster Kubernetes config")
         return k8s.ApiClient()
     except k8s_config.ConfigException:
+        pass
+    try:
         api = k8s_config.new_client_from_config()  # type: ignore[no-untyped-call]
-        return api
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise NoClusterConfig(
+            "no Kubernetes cluster configured: not running in a pod (no service account) and no kubeconfig "
+            f"({exc}); pass --kubeconfig FILE, set KUBECONFIG, or run inside the cluster"
+        ) from None
+    return api
 
 
 @dataclass
