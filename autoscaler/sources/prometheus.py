@@ -14,6 +14,10 @@ of the tick at once (the per-pod queries too; `observe_pods()` at the same `now_
 those answers instead of asking again), and whatever has not answered when the tick's budget runs
 out is an ERROR for this tick. Before, the queries went out in waves of 8 and the pod queries
 after them, so a slow Prometheus stretched a tick to about three timeouts.
+
+Values outside a plausible range (`BOUNDS`: negative, or e.g. a rate above 10 million requests/s
+per target) are NAN with a detail saying so, like NaN/Inf: a broken exporter or recording rule
+answering 1e308 must not pin a target at maxReplicas and in panic mode.
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ log = logging.getLogger(__name__)
 
 Result = list[dict[str, Any]]
 REPEAT_WARNING_EVERY = 20  # ticks between WARNING reminders of an unchanged problem
+# Plausible ranges per signal (inclusive). Outside them a value is a fault, not a measurement.
+MAX_RATE_RPS = 1e7
+BOUNDS: dict[str, tuple[float, float]] = {
+    "request_rate_rps": (0.0, MAX_RATE_RPS),
+    "error_rate_rps": (0.0, MAX_RATE_RPS),
+    "rejected_rps": (0.0, MAX_RATE_RPS),
+    "burst_rate_rps": (0.0, MAX_RATE_RPS),
+    "latency_ms": (0.0, 3.6e6),
+    "queue_latency_ms": (0.0, 3.6e6),
+    "mean_batch_size": (0.0, 1e6),
+    "gpu_util": (0.0, 1.05),  # a ratio; DCGM percent / 100 can round a little above 1
+    "cold_start_s": (0.0, 86_400.0),
+    "replicas": (0.0, 1e6),
+}
 _POD_SUFFIX = re.compile(r"^(?P<deploy>.+)-[a-z0-9]{5,10}-[a-z0-9]{5}$")  # <deploy>-<rs hash>-<pod id>
 
 
@@ -176,12 +194,16 @@ class PrometheusSource:
             def sig(
                 name: str, query: str, key: TargetKey = key, mk: tuple[str, str] = (ns, model), stale: str = stale
             ) -> Signal:
-                s = _signal(ans[query], model_idx[query].get(mk), stale)
+                s = _plausible(name, _signal(ans[query], model_idx[query].get(mk), stale))
                 if not s.ok:
                     problems[(name, s.status)].append(f"{key} ({s.detail})")
                 return s
 
-            rates = _rates(ans["request_rate"], by_model, ns, model, stale)
+            names = ("request_rate_rps", "error_rate_rps", "rejected_rps")
+            rates = tuple(
+                _plausible(n, r)
+                for n, r in zip(names, _rates(ans["request_rate"], by_model, ns, model, stale), strict=True)
+            )
             for name, s in zip(("request_rate_rps", "error_rate_rps", "rejected_rps"), rates, strict=True):
                 if not s.ok:
                     problems[(name, s.status)].append(f"{key} ({s.detail})")
@@ -197,7 +219,7 @@ class PrometheusSource:
             att = _attainment(ans[att_name], attain_buckets[att_name].get((ns, model)), spec.slo.latency_ms, stale)
             if not att.ok:
                 problems[("slo_attainment", att.status)].append(f"{key} ({att.detail})")
-            cs = _cold_signal(ans["cold_start_s"], cold.get((ns, dep)))
+            cs = _plausible("cold_start_s", _cold_signal(ans["cold_start_s"], cold.get((ns, dep))))
             if not cs.ok:
                 problems[("cold_start_s", cs.status)].append(f"{key} ({cs.detail})")
             out[key] = Observation(
@@ -371,9 +393,18 @@ def _attainment(a: _Answer, buckets: list[tuple[float, float]] | None, slo_ms: f
     return Signal.of(fraction_at_or_below(slo_ms * 1000.0, buckets), f"of served requests within {slo_ms:g} ms")
 
 
+def _plausible(name: str, s: Signal) -> Signal:
+    """`s`, or NAN when its value lies outside `BOUNDS[name]`."""
+    lo, hi = BOUNDS[name]
+    if s.ok and s.value is not None and not lo <= s.value <= hi:
+        return Signal.missing(SignalStatus.NAN, f"implausible value {s.value:.6g} (expected {lo:g}..{hi:g})")
+    return s
+
+
 def _int(reps: dict[tuple[str, ...], float], name: str, ns: str, dep: str, stale: str) -> int | None:
     v = reps.get((name, ns, dep))
-    if v is None or stale or not math.isfinite(v):
+    lo, hi = BOUNDS["replicas"]
+    if v is None or stale or not math.isfinite(v) or not lo <= v <= hi:
         return None
     return int(v)
 
