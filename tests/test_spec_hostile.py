@@ -16,7 +16,7 @@ import pytest
 from autoscaler.commands import validate
 from autoscaler.runtime.clock import ManualClock
 from autoscaler.runtime.specwatch import SpecWatcher
-from autoscaler.spec import SpecError, load_specs, parse_specs_text
+from autoscaler.spec import SpecError, load_specs, parse_spec, parse_specs_text
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 GOOD = """\
@@ -98,3 +98,36 @@ def test_the_watcher_keeps_the_last_good_spec_and_keeps_reloading(tmp_path: Path
     w.poll()
     assert [s.max_replicas for s in published[-1]] == [12]
     assert w.errors == {}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (
+            "  profile:\n    batchLatency:\n      - {batchSize: 1, latencyMs: 5}\n"
+            "      - {batchSize: 8, latencyMs: .inf}\n",
+            "spec.profile.batchLatency[1].latencyMs",
+        ),
+        (
+            "  batching:\n    bounds:\n      maxBatchSize: {min: 1, max: 1000000000000}\n",
+            "spec.batching.bounds: maxBatchSize.max (1000000000000) must be <= 65536",
+        ),
+    ],
+    ids=["infinite-latency", "huge-batch-bound"],
+)
+def test_absurd_numbers_are_refused(extra: str, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_specs_text(GOOD.replace("MAX", "10") + extra, "x.yaml")
+    assert any(field in p for p in info.value.problems), info.value.problems
+
+
+def test_only_the_operators_files_choose_file_paths() -> None:
+    text = GOOD.replace("MAX", "10") + "  outputs: {decisionsPath: /etc/cron.d/evil}\n"
+    (spec,) = parse_specs_text(text, "operator.yaml")  # the daemon's own spec file: allowed
+    assert spec.outputs.decisions_path == "/etc/cron.d/evil"
+    import yaml
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(yaml.safe_load(text), "cr:ml/resnet", custom_resource=True)
+    (problem,) = info.value.problems
+    assert "spec.outputs.decisionsPath" in problem and "only the daemon's own spec files" in problem

@@ -253,7 +253,8 @@ def _custom_resource_checks(source: str, model: DocumentModel) -> list[str]:
 
     A ServingAutoscaler object lives in a namespace whose users may create it; letting it name
     another namespace would let one tenant replace another's autoscaling (RBAC on the CR is per
-    namespace, so the target must be too).
+    namespace, so the target must be too), and letting it choose `outputs.decisionsPath` would let
+    it make the daemon append to any file the daemon can write.
     """
     problems: list[str] = []
     own = model.metadata.namespace
@@ -262,6 +263,11 @@ def _custom_resource_checks(source: str, model: DocumentModel) -> list[str]:
         problems.append(
             f"{source}: spec.target.namespace: a ServingAutoscaler may only target its own namespace "
             f"(got {target_ns!r}; expected {own!r} or unset)"
+        )
+    if model.spec.outputs.decisions_path is not None:
+        problems.append(
+            f"{source}: spec.outputs.decisionsPath: only the daemon's own spec files may choose file paths "
+            f"(got {model.spec.outputs.decisions_path[:200]!r}; expected unset in a ServingAutoscaler object)"
         )
     return problems
 
