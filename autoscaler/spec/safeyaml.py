@@ -51,7 +51,7 @@ class _StrictLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             seen.add(ident)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_mapping)
