@@ -294,7 +294,7 @@ class ControlLoop:
         self.telemetry.actuations.labels(*lv, "batching", result.batching.value).inc()
         self.telemetry.rollout_pending.labels(*lv).set(1 if result.batching is BatchingOutcome.ROLLED_OUT else 0)
         if result.scale is ScaleOutcome.FAILED:
-            log.error("actuation failed", extra={"target": str(key), "message": result.message})
+            log.error("actuation failed", extra={"target": str(key), "detail": result.message})
 
     # ------------------------------------------------------------------ the root task
     async def run(self, stop: asyncio.Event) -> None:
