@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,18 +56,24 @@ async def test_grpc_predict_and_model_status() -> None:
 
 
 async def test_dcgm_exporter_reports_busy_fraction_with_real_labels() -> None:
+    """Utilization = busy seconds / sampling interval, on the exporter's own (injected) clock.
+
+    Deterministic: the interval is set by the test, and the replica's busy time is read after the
+    replay has finished (every batch done), so machine load cannot move the expected value.
+    """
+    clock = [100.0]
     cfg = ReplicaConfig(namespace="serving", pod="resnet-7d9f-abcde", time_scale=1.0)
     async with EmulatorReplica(cfg) as idle_cfg_replica:
         busy = await EmulatorReplica(ReplicaConfig(namespace="serving", pod="resnet-7d9f-xyz12")).start()
-        exp = await FakeDcgmExporter([idle_cfg_replica, busy], sample_period_s=0.5).start()
+        exp = await FakeDcgmExporter([idle_cfg_replica, busy], sample_period_s=None, now_s=lambda: clock[0]).start()
         try:
             await busy.wait_ready(2)
-            t_busy0 = busy.busy_seconds()
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
+            exp.sample()  # baseline at t = 100 s
+            busy0 = busy.busy_seconds()
             await replay(poisson_arrivals(60.0, 1.6, seed=1), [busy.url], model="resnet")
-            frac = (busy.busy_seconds() - t_busy0) / (loop.time() - t0)
-            exp.sample()
+            busy_s = busy.busy_seconds() - busy0
+            clock[0] += 4.0
+            exp.sample()  # 4 s after the baseline, by the exporter's clock
             async with aiohttp.ClientSession() as s, s.get(f"{exp.url}/metrics") as resp:
                 page = await resp.text()
         finally:
@@ -82,7 +86,7 @@ async def test_dcgm_exporter_reports_busy_fraction_with_real_labels() -> None:
     assert want | {"container", "namespace", "pod"} <= set(util["resnet-7d9f-xyz12"].labels)
     assert util["resnet-7d9f-xyz12"].labels["namespace"] == "serving"
     assert util["resnet-7d9f-abcde"].value == 0.0
-    # ~60 rps of single-row batches at 7.34 ms each: about 44 % busy
-    assert 0.2 < frac < 0.8
-    assert active["resnet-7d9f-xyz12"].value == pytest.approx(frac, abs=0.2)
-    assert util["resnet-7d9f-xyz12"].value == pytest.approx(100 * active["resnet-7d9f-xyz12"].value, abs=1.0)
+    # ~96 single-row batches at 7.34 ms each: about 0.7 s busy in the 4 s interval
+    assert 0.0 < busy_s < 4.0
+    assert active["resnet-7d9f-xyz12"].value == pytest.approx(busy_s / 4.0, rel=1e-6)
+    assert util["resnet-7d9f-xyz12"].value == round(100 * busy_s / 4.0)  # DCGM reports whole percent

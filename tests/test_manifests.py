@@ -32,6 +32,7 @@ CRD_FILES = {
     ("monitoring.coreos.com", "PodMonitor"): SCHEMAS / "monitoring.coreos.com_podmonitors.yaml",
     ("monitoring.coreos.com", "PrometheusRule"): SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml",
     ("keda.sh", "ScaledObject"): SCHEMAS / "keda.sh_scaledobjects.yaml",
+    ("keda.sh", "TriggerAuthentication"): SCHEMAS / "keda.sh_triggerauthentications.yaml",
     ("autoscaling.tfserving.dev", "ServingAutoscaler"): MANIFESTS / "base" / "crd.yaml",
 }
 
@@ -303,3 +304,4 @@ def test_daemon_args_are_accepted_by_the_run_command() -> None:
     ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert ns.metrics_port == ports["metrics"] and ns.adapter_port == ports["adapter"]
     assert ns.keda_port == ports["keda-grpc"] and ns.leader_elect is True
+    assert not ns.keda_insecure and ns.keda_cert and ns.keda_key and ns.keda_client_ca  # TLS + client certs

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
 from test_runtime_kubeemu import EVENTS, VersionedEmulator, api_client_for, references
 
 from autoscaler.actuators.events import EventRecorder
@@ -91,18 +92,20 @@ def test_configmap_swap_reload_and_bad_file_keeps_last_good(tmp_path: Path, capl
     assert cleared == [src] and w.errors == {}
 
 
-def test_a_bad_new_file_loads_nothing_and_duplicates_are_ignored(tmp_path: Path) -> None:
+def test_a_bad_new_file_loads_nothing_and_duplicates_apply_neither(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(SPEC.format(max_replicas=10))
     (tmp_path / "b.yaml").write_text(SPEC.format(max_replicas=12))  # same target as a.yaml
     (tmp_path / "c.yaml").write_text("apiVersion: nope\n")
     published: list[list[ServingAutoscalerSpec]] = []
     w = SpecWatcher(clock=ManualClock(), directory=tmp_path, on_change=published.append)
     w.poll()
-    assert [s.max_replicas for s in published[-1]] == [10]
+    assert published[-1] == []  # neither wins by file-name order
     assert list(w.errors) == [str(tmp_path / "c.yaml")]
+    assert sorted(w.conflicts) == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
     (tmp_path / "a.yaml").unlink()
     w.poll()
     assert [s.max_replicas for s in published[-1]] == [12]
+    assert w.conflicts == {}
 
 
 pytestmark_kube = pytest.mark.kmock(cls=VersionedEmulator)
@@ -165,3 +168,98 @@ async def test_custom_resources_are_read_when_the_crd_exists(kmock: VersionedEmu
     assert [s.max_replicas for s in published[-1]] == [7]  # last good spec kept
     kinds = sorted(e["involvedObject"]["kind"] for e in kmock.all(EVENTS, "ml") if e["reason"] == "SpecInvalid")
     assert kinds == ["Deployment", "ServingAutoscaler"]
+
+
+CRS = references.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
+
+
+def cr(target: dict[str, str], max_replicas: int, mode: str = "hpa") -> dict[str, object]:
+    return {
+        "apiVersion": "autoscaling.tfserving.dev/v1alpha1",
+        "kind": "ServingAutoscaler",
+        "metadata": {},
+        "spec": {"target": target, "slo": {"latencyMs": 100}, "maxReplicas": max_replicas, "mode": mode},
+    }
+
+
+def cr_watcher(
+    kmock: VersionedEmulator, telemetry: Telemetry, published: list[list[ServingAutoscalerSpec]]
+) -> SpecWatcher:
+    clock = ManualClock()
+    reporter = SpecErrorReporter(telemetry, clock, EventRecorder(api_client_for(kmock)))
+    return SpecWatcher(
+        clock=clock,
+        on_change=published.append,
+        list_crs=crd_lister(api_client_for(kmock)),
+        on_error=reporter.error,
+        on_clear=reporter.clear,
+    )
+
+
+@pytestmark_kube
+async def test_a_custom_resource_cannot_take_over_another_namespace(kmock: VersionedEmulator) -> None:
+    kmock.declare(EVENTS)
+    telemetry = Telemetry(DecisionStore())
+    published: list[list[ServingAutoscalerSpec]] = []
+    w = cr_watcher(kmock, telemetry, published)
+    kmock.seed(CRS, "prod", "resnet", cr({"deployment": "resnet", "modelName": "resnet"}, 10))
+    await asyncio.to_thread(w.poll)
+    attacker = cr({"deployment": "resnet", "modelName": "resnet", "namespace": "prod"}, 10000, mode="direct")
+    kmock.seed(CRS, "aaa-tenant", "evil", attacker)  # sorts before prod's own
+    await asyncio.to_thread(w.poll)
+    (spec,) = published[-1]
+    assert (spec.target.namespace, spec.max_replicas, spec.mode.value) == ("prod", 10, "hpa")
+    (problem,) = w.errors["cr:aaa-tenant/evil"]
+    assert "spec.target.namespace" in problem and "own namespace" in problem
+    (event,) = [e for e in kmock.all(EVENTS, "aaa-tenant") if e["reason"] == "SpecInvalid"]
+    assert event["involvedObject"]["kind"] == "ServingAutoscaler" and event["involvedObject"]["name"] == "evil"
+    assert not kmock.all(EVENTS, "prod")  # nothing was said (or done) in the victim's namespace
+    assert 'spec_errors{source="cr:aaa-tenant/evil"} 1.0' in telemetry.render().decode()
+
+
+def test_the_operators_spec_files_may_name_any_namespace(tmp_path: Path) -> None:
+    (tmp_path / "prod.yaml").write_text(
+        SPEC.replace("namespace: ml}", "namespace: ops}")
+        .format(max_replicas=5)
+        .replace("modelName: resnet}", "modelName: resnet, namespace: prod}")
+    )
+    published: list[list[ServingAutoscalerSpec]] = []
+    w = SpecWatcher(clock=ManualClock(), directory=tmp_path, on_change=published.append)
+    w.poll()
+    assert [(s.target.namespace, s.max_replicas) for s in published[-1]] == [("prod", 5)]
+    assert w.errors == {}
+
+
+@pytestmark_kube
+async def test_a_second_spec_for_a_target_is_an_error_on_both(kmock: VersionedEmulator) -> None:
+    kmock.declare(EVENTS)
+    telemetry = Telemetry(DecisionStore())
+    published: list[list[ServingAutoscalerSpec]] = []
+    w = cr_watcher(kmock, telemetry, published)
+    target = {"deployment": "resnet", "modelName": "resnet"}
+    kmock.seed(CRS, "ml", "zz-first", cr(target, 7))
+    await asyncio.to_thread(w.poll)
+    kmock.seed(CRS, "ml", "aa-second", cr(target, 70))  # sorts first: must not win by name
+    await asyncio.to_thread(w.poll)
+    assert [s.max_replicas for s in published[-1]] == [7]  # the incumbent keeps serving, loudly
+    assert sorted(w.conflicts) == ["cr:ml/aa-second", "cr:ml/zz-first"]
+    named = sorted(
+        e["involvedObject"]["name"]
+        for e in kmock.all(EVENTS, "ml")
+        if e["reason"] == "SpecInvalid" and e["involvedObject"]["kind"] == "ServingAutoscaler"
+    )
+    assert named == ["aa-second", "zz-first"]
+    text = telemetry.render().decode()
+    assert 'spec_errors{source="cr:ml/aa-second"} 1.0' in text and 'spec_errors{source="cr:ml/zz-first"} 1.0' in text
+    api = k8s.CustomObjectsApi(api_client_for(kmock))
+    await asyncio.to_thread(
+        api.delete_namespaced_custom_object,
+        "autoscaling.tfserving.dev",
+        "v1alpha1",
+        "ml",
+        "servingautoscalers",
+        "aa-second",
+    )
+    await asyncio.to_thread(w.poll)
+    assert [s.max_replicas for s in published[-1]] == [7] and w.conflicts == {}
+    assert 'spec_errors{source="cr:ml/zz-first"} 0.0' in telemetry.render().decode()

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Protocol
 
 from autoscaler.core.types import Decision, TargetKey
-from autoscaler.spec.types import Mode, ServingAutoscalerSpec
+from autoscaler.spec.types import BatchingParams, Mode, ServingAutoscalerSpec
 
 
 class ScaleOutcome(str, Enum):
@@ -77,6 +77,11 @@ class ReplicaStatus:
     pending_replicas: int  # created but not ready
     # the pod template's labels: the adapter matches the HPA's Pods-metric labelSelector against them
     pod_labels: dict[str, str] = field(default_factory=dict)
+    # The batching the cluster runs: the parameters whose hash the pod template carries (read from
+    # the batching ConfigMap) and when they were rolled out. None = unknown / not configured. Every
+    # replica, leader or standby, decides from these, so all of them serve the same numbers.
+    batching: BatchingParams | None = None
+    batching_rollout_s: float | None = None
 
 
 class Actuator(Protocol):
@@ -116,6 +121,6 @@ def passive_result(spec: ServingAutoscalerSpec, decision: Decision, *, leader: b
             ScaleOutcome.PREVIEW,
             BatchingOutcome.SKIPPED,
             replicas_before=decision.current_replicas,
-            message="preview mode: nothing changed",
+            message="preview mode: nothing changed and nothing published to the HPA or KEDA",
         )
     return None

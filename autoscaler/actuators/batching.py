@@ -11,12 +11,17 @@ Deployment's own annotation too, so a new leader respects it); the strategy must
 RollingUpdate with maxUnavailable 0 (otherwise we refuse with a Warning Event: a restart wave
 would drop serving capacity); and no rollout may be in progress (generation/observedGeneration,
 updated/ready replicas).
+
+`in_effect()` reads it back for every replica (leader or standby): the pod template's hash names
+the parameters the pods run, the ConfigMap holds their text (parsed, and checked against the hash,
+cached per hash so a steady Deployment costs no extra read).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,9 +30,9 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.actuators.base import BatchingOutcome
 from autoscaler.actuators.events import BATCHING_ROLLOUT, REFUSED_BATCHING, EventRecorder, InvolvedObject
-from autoscaler.actuators.retry import Backoff, Sleep, call_with_backoff
+from autoscaler.actuators.retry import Backoff, Fence, Sleep, call_with_backoff
 from autoscaler.core.types import Decision
-from autoscaler.spec.types import ServingAutoscalerSpec
+from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +45,39 @@ MERGE_PATCH = "application/merge-patch+json"
 
 def batching_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_PBTXT_FIELD = re.compile(r"^\s*(\w+)\s*\{\s*value:\s*(\d+)\s*\}\s*$", re.MULTILINE)
+_PBTXT_NAMES = {
+    "max_batch_size": "max_batch_size",
+    "batch_timeout_micros": "batch_timeout_us",
+    "num_batch_threads": "num_batch_threads",
+    "max_enqueued_batches": "max_enqueued_batches",
+}
+
+
+def parse_pbtxt(text: str) -> BatchingParams | None:
+    """BatchingParams from the text `BatchingParams.to_pbtxt()` writes; None if a field is missing."""
+    found = {_PBTXT_NAMES[k]: int(v) for k, v in _PBTXT_FIELD.findall(text) if k in _PBTXT_NAMES}
+    if len(found) != len(_PBTXT_NAMES):
+        return None
+    return BatchingParams(**found)
+
+
+def template_hash(dep: Any) -> str | None:
+    tmpl = dep.spec.template if dep.spec is not None else None
+    ann = (tmpl.metadata.annotations or {}) if tmpl is not None and tmpl.metadata is not None else {}
+    value = ann.get(HASH_ANNOTATION)
+    return str(value) if value else None
+
+
+def rollout_time_s(dep: Any) -> float | None:
+    ann = (dep.metadata.annotations or {}) if dep.metadata is not None else {}
+    try:
+        value = float(ann.get(ROLLOUT_TIME_ANNOTATION, "nan"))
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
 
 
 def max_unavailable_is_zero(strategy: Any) -> bool:
@@ -81,16 +119,39 @@ class BatchingRollout:
         *,
         backoff: Backoff | None = None,
         sleep: Sleep | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._fence = fence
         self._events = events
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._last_rollout_s: dict[tuple[str, str], float] = {}
+        self._by_hash: dict[tuple[str, str, str], BatchingParams] = {}  # (ns, configmap, hash) -> params
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        return call_with_backoff(fn, backoff=self._backoff, sleep=self._sleep)
+    def _call(self, fn: Callable[[float], T]) -> T:
+        """Every rollout call is fenced on the lease and time-bounded (see retry.py)."""
+        return call_with_backoff(fn, backoff=self._backoff, sleep=self._sleep, fence=self._fence)
+
+    def in_effect(self, spec: ServingAutoscalerSpec, digest: str | None) -> BatchingParams | None:
+        """The parameters the pod template's hash `digest` names, or None if unknown (not fenced)."""
+        cm = spec.target.batching_configmap
+        if cm is None or digest is None:
+            return None
+        key = (spec.target.namespace, cm, digest)
+        if key not in self._by_hash:
+            obj = call_with_backoff(
+                lambda to: self._core.read_namespaced_config_map(cm, spec.target.namespace, _request_timeout=to),
+                backoff=self._backoff,
+                sleep=self._sleep,
+            )
+            text = (obj.data or {}).get(PBTXT_KEY)
+            params = parse_pbtxt(text) if text else None
+            if params is None or batching_hash(text or "") != digest:
+                return None  # the ConfigMap moved on (a rollout in progress): unknown this tick
+            self._by_hash[key] = params
+        return self._by_hash[key]
 
     def apply(self, spec: ServingAutoscalerSpec, decision: Decision) -> tuple[BatchingOutcome, str]:
         t = spec.target
@@ -102,7 +163,9 @@ class BatchingRollout:
         if decision.desired_replicas > decision.current_replicas:
             return BatchingOutcome.DEFERRED_SCALE_UP, "batching rollout deferred: scale-up in progress"
         now_s = decision.time_s
-        dep = self._call(lambda: self._apps.read_namespaced_deployment(t.deployment, t.namespace))
+        dep = self._call(
+            lambda to: self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=to)
+        )
         meta = dep.metadata or k8s.V1ObjectMeta()
         text = decision.batching.to_pbtxt()
         digest = batching_hash(text)
@@ -140,8 +203,8 @@ class BatchingRollout:
         }
         try:
             self._call(
-                lambda: self._apps.patch_namespaced_deployment(
-                    t.deployment, t.namespace, patch, _content_type=MERGE_PATCH
+                lambda to: self._apps.patch_namespaced_deployment(
+                    t.deployment, t.namespace, patch, _content_type=MERGE_PATCH, _request_timeout=to
                 )
             )
         except ApiException as exc:
@@ -161,12 +224,12 @@ class BatchingRollout:
     def _write_configmap(self, namespace: str, name: str, text: str) -> None:
         try:
             self._call(
-                lambda: self._core.patch_namespaced_config_map(
-                    name, namespace, {"data": {PBTXT_KEY: text}}, _content_type=MERGE_PATCH
+                lambda to: self._core.patch_namespaced_config_map(
+                    name, namespace, {"data": {PBTXT_KEY: text}}, _content_type=MERGE_PATCH, _request_timeout=to
                 )
             )
         except ApiException as exc:
             if exc.status != 404:
                 raise
             body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace), data={PBTXT_KEY: text})
-            self._call(lambda: self._core.create_namespaced_config_map(namespace, body))
+            self._call(lambda to: self._core.create_namespaced_config_map(namespace, body, _request_timeout=to))

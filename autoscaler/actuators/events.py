@@ -99,8 +99,8 @@ class EventRecorder:
         )
         try:
             call_with_backoff(
-                lambda: self._core.create_namespaced_event(obj.namespace, body),
-                backoff=Backoff(attempts=3),
+                lambda to: self._core.create_namespaced_event(obj.namespace, body, _request_timeout=to),
+                backoff=Backoff(attempts=3, request_timeout_s=2.0, budget_s=4.0),
                 sleep=self._sleep,
             )
         except Exception as exc:  # never raise: an Event must not break actuation

@@ -1,7 +1,8 @@
 """The Kubernetes actuator: mode dispatch over scale, batching rollout and Events.
 
 Implements the `Actuator` protocol for a real cluster. Rules, in order: only the leader writes
-(`may_write()` is checked right before any write, so a leader that lost its lease stops at once);
+(`may_write()` fences every write attempt, retries and 409 re-reads included, and each API call
+carries a client timeout, so a leader that lost its lease stops at once: see `retry.py`);
 invalid decisions never actuate; `preview` changes nothing; `hpa` never touches replicas (the
 decision is published through the DecisionStore by the runtime) but may roll out batching;
 `direct` patches the scale subresource unless an HPA owns the Deployment. API failures become a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from kubernetes import client as k8s
 
@@ -25,7 +27,7 @@ from autoscaler.actuators.base import (
 )
 from autoscaler.actuators.batching import BatchingRollout
 from autoscaler.actuators.events import ACTUATION_FAILED, EventRecorder, InvolvedObject
-from autoscaler.actuators.retry import Backoff, Sleep
+from autoscaler.actuators.retry import Backoff, LostLeadership, Sleep
 from autoscaler.actuators.scale import ScaleWriter
 from autoscaler.core.types import Decision
 from autoscaler.spec.types import Mode, ServingAutoscalerSpec
@@ -50,19 +52,25 @@ class KubernetesActuator:
         sleep: Sleep | None = None,
     ) -> None:
         self.events = events or EventRecorder(api_client, sleep=sleep)
-        self.scaler = ScaleWriter(api_client, self.events, backoff=backoff, sleep=sleep)
-        self.batching = BatchingRollout(api_client, self.events, backoff=backoff, sleep=sleep)
+        self.scaler = ScaleWriter(api_client, self.events, backoff=backoff, sleep=sleep, fence=may_write)
+        self.batching = BatchingRollout(api_client, self.events, backoff=backoff, sleep=sleep, fence=may_write)
         self._may_write = may_write
 
     def read_replicas(self, spec: ServingAutoscalerSpec) -> ReplicaStatus | None:
         try:
-            return self.scaler.read_replicas(spec)
+            status, digest = self.scaler.read_replicas(spec)
         except Exception as exc:
             log.warning(
                 "cannot read Deployment",
                 extra={"target": f"{spec.target.namespace}/{spec.target.deployment}", "error": str(exc)[:200]},
             )
             return None
+        try:
+            params = self.batching.in_effect(spec, digest)
+        except Exception as exc:
+            log.warning("cannot read the batching in effect", extra={"target": spec.name, "error": str(exc)[:200]})
+            params = None
+        return replace(status, batching=params) if params is not None else status
 
     def apply(self, spec: ServingAutoscalerSpec, decision: Decision) -> ActuationResult:
         passive = passive_result(spec, decision, leader=self._may_write())
@@ -87,6 +95,16 @@ class KubernetesActuator:
                 outcome, note = BatchingOutcome.SKIPPED, "lost leadership"
             else:
                 outcome, note = self.batching.apply(spec, decision)
+        except LostLeadership:
+            log.warning("lost leadership during actuation; nothing more sent", extra={"target": str(decision.target)})
+            return ActuationResult(
+                decision.target,
+                spec.mode,
+                ScaleOutcome.STANDBY,
+                BatchingOutcome.SKIPPED,
+                replicas_before=decision.current_replicas,
+                message="standby: lost leadership during actuation; nothing more was written",
+            )
         except Exception as exc:
             msg = f"actuation failed: {type(exc).__name__}: {str(exc)[:300]}"
             log.error(msg, extra={"target": str(decision.target)})

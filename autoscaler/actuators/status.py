@@ -22,6 +22,7 @@ from autoscaler.spec.types import API_VERSION, ServingAutoscalerSpec
 log = logging.getLogger(__name__)
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "servingautoscalers"
+REQUEST_TIMEOUT_S = 3.0  # a status write never holds the tick longer than this
 
 
 def status_body(decision: Decision) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class CrStatusWriter:
             return False
         try:
             self._api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, key[0], PLURAL, key[1], status_body(decision)
+                GROUP, VERSION, key[0], PLURAL, key[1], status_body(decision), _request_timeout=REQUEST_TIMEOUT_S
             )
         except ApiException as exc:
             if exc.status == 404:

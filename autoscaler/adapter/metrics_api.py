@@ -1,17 +1,19 @@
 """The aggregated metrics API server (aiohttp): custom.metrics.k8s.io v1beta1+v1beta2, external v1beta1.
 
-Owned here: URL routing, discovery documents, JSON shapes per API version, authentication and the
-Status error contract. What the values *are* comes from `provider.py` (which reads only the
-DecisionStore). Wire formats follow docs/specs.md §1-§2: `kind`/`apiVersion` on every body, 406 for
-aggregated discovery, 404 Status for unknown metrics/objects, 400 Status for malformed selectors,
-and a catch-all middleware so no request ever gets aiohttp's HTML error page.
+Owned here: URL routing, discovery documents, JSON shapes per API version, authentication,
+authorization (a SubjectAccessReview per user and request, `authz.py`) and the Status error
+contract. What the values *are* comes from `provider.py` (which reads only the DecisionStore).
+Wire formats follow docs/specs.md §1-§2: `kind`/`apiVersion` on every body, 406 for aggregated
+discovery, 404 Status for unknown metrics/objects, 400 Status for malformed selectors, and a
+catch-all middleware so no request ever gets aiohttp's HTML error page.
 
 Entry points: `create_app(store, now_s=...)` (mount anywhere) and `serve(...)` (HTTPS listener with a
-mounted or self-signed serving certificate).
+mounted or self-signed serving certificate, under the connection limits of `limits.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
@@ -25,7 +27,9 @@ from aiohttp import web
 
 from autoscaler.adapter import wire
 from autoscaler.adapter.auth import AuthFailure, RemoteUser, RequestHeaderAuth, authenticate, server_ssl_context
+from autoscaler.adapter.authz import CachingAuthorizer, request_attributes
 from autoscaler.adapter.certs import CertPair, self_signed
+from autoscaler.adapter.limits import ServerLimits, listen
 from autoscaler.adapter.provider import (
     CustomMetricValue,
     DecisionStoreProvider,
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/openapi/v2", "/openapi/v3"})
 PROVIDER_KEY = web.AppKey("provider", DecisionStoreProvider)
 AUTH_KEY = web.AppKey("auth", object)
+AUTHZ_KEY = web.AppKey("authz", object)
 REMOTE_USER_KEY = web.RequestKey("remote_user", RemoteUser)  # who the aggregator says is asking
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,6 +99,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if isinstance(who, AuthFailure):
             return _status(who.code, who.reason, who.message)
         request[REMOTE_USER_KEY] = who
+        authz = request.app[AUTHZ_KEY]
+        if isinstance(authz, CachingAuthorizer):
+            segments = [unquote(p) for p in request.rel_url.raw_path.strip("/").split("/")]
+            attrs = request_attributes(request.method, segments)
+            verdict = await asyncio.to_thread(authz.authorize, who, attrs)
+            if not verdict.allowed:
+                what = f"{attrs.resource}.{attrs.group}" if attrs.is_resource else "path"
+                named = f" {attrs.name!r}" if attrs.name else ""
+                why = f": {verdict.reason}" if verdict.reason else ""
+                msg = f"{what}{named} is forbidden: User {who.name!r} {attrs.describe()}{why}"
+                return _status(403, "Forbidden", msg[:1024])
     return await handler(request)
 
 
@@ -247,12 +263,15 @@ def create_app(
     window_s: int = 60,
     auth: RequestHeaderAuth | None = None,
     pod_labels: PodLabels = record_labels,
+    authz: CachingAuthorizer | None = None,
 ) -> web.Application:
-    """The metrics API as an aiohttp app. `auth=None` disables requestheader auth (local/demo only)."""
+    """The metrics API as an aiohttp app. `auth=None` disables requestheader auth (local/demo only);
+    `authz` authorizes each authenticated user's request (SubjectAccessReview)."""
     provider = DecisionStoreProvider(store, now_s=now_s, max_age_s=max_age_s, window_s=window_s, pod_labels=pod_labels)
     app = web.Application(middlewares=[status_middleware, auth_middleware])
     app[PROVIDER_KEY] = provider
     app[AUTH_KEY] = auth
+    app[AUTHZ_KEY] = authz
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, _ok)
     app.router.add_get("/openapi/v2", _openapi)
@@ -270,12 +289,17 @@ class MetricsServer:
     port: int
     scheme: str
     cert: CertPair | None  # the serving cert (self-signed ones double as their own CA bundle)
+    listener: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        if self.runner.server is not None:
+            await self.runner.server.shutdown(1.0)
         await self.runner.cleanup()
 
 
@@ -293,10 +317,12 @@ async def serve(
     auth: RequestHeaderAuth | None = None,
     max_age_s: float = 120.0,
     pod_labels: PodLabels = record_labels,
+    limits: ServerLimits | None = None,
+    authz: CachingAuthorizer | None = None,
 ) -> MetricsServer:
     """Start the metrics API. With `tls` and no cert/key given, a self-signed cert is generated
     into `cert_dir` (a temp dir if None). `port=0` picks a free port (see `.port`)."""
-    app = create_app(store, now_s=now_s, max_age_s=max_age_s, auth=auth, pod_labels=pod_labels)
+    app = create_app(store, now_s=now_s, max_age_s=max_age_s, auth=auth, pod_labels=pod_labels, authz=authz)
     cert: CertPair | None = None
     ssl_ctx = None
     if tls:
@@ -309,9 +335,11 @@ async def serve(
         ssl_ctx = server_ssl_context(str(cert.cert_file), str(cert.key_file), auth.client_ca_pem if auth else None)
     if auth is None:
         log.warning("metrics API: requestheader authentication is disabled; do not expose this port")
-    runner = web.AppRunner(app, access_log=None)
+    elif authz is None:
+        log.warning("metrics API: no authorizer: every authenticated user may read every namespace")
+    limits = limits or ServerLimits()
+    runner = web.AppRunner(app, access_log=None, **limits.handler_kwargs())
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
-    await site.start()
-    bound_port = int(runner.addresses[0][1]) if runner.addresses else port
-    return MetricsServer(runner, host, bound_port, "https" if tls else "http", cert)
+    listener = await listen(runner, host, port, ssl_ctx, limits)
+    bound_port = int(listener.sockets[0].getsockname()[1]) if listener.sockets else port
+    return MetricsServer(runner, host, bound_port, "https" if tls else "http", cert, listener)

@@ -203,7 +203,7 @@ class _Index:
         pods_by_label: dict[str, dict[tuple[str, str], list[_PodGroup]]] = {}
         for rec in records:
             ns = rec.target.namespace
-            if rec.decision is not None:
+            if rec.decision is not None and rec.published:  # preview decisions are never served
                 row = _TargetRow(rec, rec.decision, series_labels(rec))
                 targets.setdefault(ns, []).append(row)
                 for item in row.labels.items():

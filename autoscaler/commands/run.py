@@ -41,6 +41,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter-cert", default=None, help="serving certificate (PEM); self-signed if omitted")
     parser.add_argument("--adapter-key", default=None, help="serving key (PEM)")
     parser.add_argument("--keda-port", type=int, default=None, help="serve the KEDA external scaler (gRPC) here")
+    parser.add_argument("--keda-cert", default=None, help="KEDA scaler TLS certificate (default: --adapter-cert)")
+    parser.add_argument("--keda-key", default=None, help="KEDA scaler TLS key (default: --adapter-key)")
+    parser.add_argument(
+        "--keda-client-ca", default=None, help="require KEDA client certificates signed by this CA (PEM)"
+    )
+    parser.add_argument("--keda-insecure", action="store_true", help="plaintext gRPC for KEDA (tests/local only)")
     parser.add_argument("--leader-elect", action="store_true", help="only the Lease holder actuates")
     parser.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
     parser.add_argument("--lease-name", default="tfserving-autoscaler")
@@ -62,10 +68,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.prometheus_url and not args.direct_scrape:
         log.error("give --prometheus-url (or PROMETHEUS_URL), or --direct-scrape")
         return 2
+    from autoscaler.runtime.kube import NoClusterConfig
+
     try:
         asyncio.run(_main(args))
     except KeyboardInterrupt:
         pass
+    except NoClusterConfig as exc:  # one line, no traceback: what is missing and how to fix it
+        log.error(str(exc))
+        return 2
     return 0
 
 
@@ -131,15 +142,18 @@ async def _main(args: argparse.Namespace) -> None:
 
         async def adapter() -> tuple[str, Closer]:
             from autoscaler.adapter.auth import RequestHeaderAuth
+            from autoscaler.adapter.authz import CachingAuthorizer
             from autoscaler.adapter.metrics_api import serve
-            from autoscaler.runtime.kube import read_configmap_data
+            from autoscaler.runtime.kube import SubjectAccessReviewer, read_configmap_data
 
             auth = None
+            authz = None
             if not args.adapter_insecure:  # fail closed: no front-proxy CA, no adapter
                 data = await asyncio.to_thread(
                     read_configmap_data, kube.api_client, "kube-system", "extension-apiserver-authentication"
                 )
                 auth = RequestHeaderAuth.from_configmap_data(data)
+                authz = CachingAuthorizer(SubjectAccessReviewer(kube.api_client))  # who may read which namespace
             srv = await serve(
                 store,
                 now_s=clock.now_s,
@@ -149,6 +163,7 @@ async def _main(args: argparse.Namespace) -> None:
                 cert_file=args.adapter_cert,
                 key_file=args.adapter_key,
                 auth=auth,
+                authz=authz,
             )
             return srv.url, srv.close
 
@@ -158,8 +173,11 @@ async def _main(args: argparse.Namespace) -> None:
         async def keda() -> tuple[str, Closer]:
             from autoscaler.adapter.keda_scaler import start_keda_scaler
 
-            srv = await start_keda_scaler(store, args.keda_port, now_s=clock.now_s, host=args.adapter_host)
-            return f"grpc://{args.adapter_host}:{srv.port}", srv.stop
+            creds = None if args.keda_insecure else _keda_credentials(args)
+            srv = await start_keda_scaler(
+                store, args.keda_port, now_s=clock.now_s, host=args.adapter_host, credentials=creds
+            )
+            return f"{'grpc' if creds is None else 'grpcs'}://{args.adapter_host}:{srv.port}", srv.stop
 
         extra.append(keda)
     daemon = Daemon(
@@ -176,3 +194,21 @@ async def _main(args: argparse.Namespace) -> None:
     finally:
         source.close()
         pool.close()
+
+
+def _keda_credentials(args: argparse.Namespace) -> object:
+    """TLS for the KEDA scaler: its own cert, else the adapter's, else a self-signed one."""
+    import tempfile
+    from pathlib import Path
+
+    from autoscaler.adapter.certs import self_signed
+    from autoscaler.adapter.keda_scaler import server_credentials
+
+    cert, key = args.keda_cert or args.adapter_cert, args.keda_key or args.adapter_key
+    if not (cert and key):
+        pair = self_signed(Path(tempfile.mkdtemp(prefix="tfs-keda-certs-")))
+        cert, key = str(pair.cert_file), str(pair.key_file)
+        log.info("KEDA scaler: generated a self-signed serving certificate", extra={"cert": cert})
+    if not args.keda_client_ca:
+        log.warning("KEDA scaler: no --keda-client-ca; any client that reaches the port may read decisions")
+    return server_credentials(cert, key, args.keda_client_ca)

@@ -2,6 +2,7 @@
 
 Prints one line per valid spec and every problem of every invalid file (field path, bad
 value, allowed range); exits 1 if any file is invalid, so it can gate CI and GitOps pipelines.
+Every file given is checked, whatever the others contain, and no input prints a traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
             bad += 1
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
+            continue
+        except Exception as exc:  # a bug, not the user's fault: one line, and check the next file
+            bad += 1
+            print(f"{path}: cannot be checked: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
             continue
         if not args.quiet:
             for s in specs:

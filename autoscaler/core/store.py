@@ -40,6 +40,9 @@ class TargetRecord:
     pods: tuple[PodSignals, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # pod-template labels + {"model": ...} for selectors
     slo: SLO | None = None  # the target's SLO (for the SLO gauges on /metrics)
+    # False for `mode: preview`: the decision is recorded (logs, status, dashboards) but nothing an
+    # HPA consumes carries it: the adapter answers 404, KEDA NOT_FOUND, no desired-replicas gauge.
+    published: bool = True
 
 
 class DecisionStore:
@@ -58,8 +61,11 @@ class DecisionStore:
         observation: Observation | None = None,
         labels: dict[str, str] | None = None,
         slo: SLO | None = None,
+        *,
+        published: bool = True,
     ) -> TargetRecord:
-        """Record a decision. An invalid decision never replaces the last valid one."""
+        """Record a decision. An invalid decision never replaces the last valid one.
+        `published=False` (preview mode) keeps it away from every HPA-facing reader."""
         with self._lock:
             old = self._records.get(target) or TargetRecord(target=target, model_name=model_name)
             rec = TargetRecord(
@@ -71,6 +77,7 @@ class DecisionStore:
                 pods=old.pods,
                 labels=dict(labels) if labels is not None else old.labels,
                 slo=slo if slo is not None else old.slo,
+                published=published,
             )
             self._records[target] = rec
             self._version += 1
@@ -88,6 +95,7 @@ class DecisionStore:
                 pods=pods,
                 labels=old.labels,
                 slo=old.slo,
+                published=old.published,
             )
             self._version += 1
 

@@ -5,7 +5,9 @@ Owns the GPU metrics the autoscaler's sources read (docs/specs.md §6): `DCGM_FI
 exporter's label set (`gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname` or
 `hostname`, `DCGM_FI_DRIVER_VERSION`, `container`, `namespace`, `pod`), one GPU per pod as with
 whole-GPU allocation. Values are each replica's busy fraction over the last sample period, like
-DCGM's sampled utilization. Served by prometheus_client's `CollectorRegistry` on its own port;
+DCGM's sampled utilization; the sampling clock can be injected (`now_s`) and background sampling
+turned off (`sample_period_s=None`), so tests compute utilization from known instants instead of
+the machine's scheduling. Served by prometheus_client's `CollectorRegistry` on its own port;
 Prometheus must scrape it with `honor_labels: true`, as with the real exporter.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from aiohttp import web
@@ -70,13 +72,14 @@ class FakeDcgmExporter:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        sample_period_s: float = 1.0,
+        sample_period_s: float | None = 1.0,  # None: sample only when `sample()` is called
         profiling: bool = True,  # export DCGM_FI_PROF_GR_ENGINE_ACTIVE (DCP, datacenter GPUs)
         hostname_label: str = "Hostname",  # older images; newer ones use "hostname"
         gpu_model: str = "Tesla T4",
         node: str = "emulated-node-0",
         container: str = "tfserving",
         driver_version: str = "550.54.15",
+        now_s: Callable[[], float] | None = None,  # default: the event loop's monotonic clock
     ) -> None:
         self.pods: list[GpuPod] = list(pods)
         self.host, self._want_port = host, port
@@ -85,6 +88,7 @@ class FakeDcgmExporter:
         self.hostname_label = hostname_label
         self.gpu_model, self.node, self.container = gpu_model, node, container
         self.driver_version = driver_version
+        self._now_s = now_s
         self.utilization: dict[str, float] = {}  # pod -> busy fraction over the last period
         self._last: dict[str, tuple[float, float]] = {}  # pod -> (time_s, busy_s)
         self.registry = CollectorRegistry()
@@ -102,7 +106,7 @@ class FakeDcgmExporter:
 
     def sample(self) -> None:
         """Update each pod's utilization from its busy time since the previous sample."""
-        now = asyncio.get_running_loop().time()
+        now = self._now_s() if self._now_s is not None else asyncio.get_running_loop().time()
         live = {p.pod for p in self.pods}
         for p in self.pods:
             busy = p.busy_seconds()
@@ -115,6 +119,7 @@ class FakeDcgmExporter:
             self.utilization.pop(gone, None)
 
     async def _sample_loop(self) -> None:
+        assert self.sample_period_s is not None
         while True:
             self.sample()
             await asyncio.sleep(self.sample_period_s)
@@ -130,7 +135,8 @@ class FakeDcgmExporter:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self._want_port).start()
         self.port = int(self._runner.addresses[0][1])
-        self._sampler = asyncio.create_task(self._sample_loop())
+        if self.sample_period_s is not None:
+            self._sampler = asyncio.create_task(self._sample_loop())
         return self
 
     async def stop(self) -> None:

@@ -186,7 +186,7 @@ class LocalClusterActuator:
         self.cluster.set_desired(decision.desired_replicas)
         self.scale_events.append((decision.time_s, before, decision.desired_replicas))
         msg = f"{before} -> {decision.desired_replicas} replicas: {decision.reason}"
-        log.info("local cluster scaled", extra={"target": str(decision.target), "message": msg})
+        log.info("local cluster scaled", extra={"target": str(decision.target), "detail": msg})
         return ActuationResult(
             decision.target,
             spec.mode,

@@ -36,12 +36,12 @@ class PodDiscoveringSource:
 
     def endpoints(self, spec: ServingAutoscalerSpec) -> dict[str, str]:
         t = spec.target
-        dep = self._apps.read_namespaced_deployment(t.deployment, t.namespace)
+        dep = self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=10.0)
         labels = dep.spec.selector.match_labels if dep.spec is not None and dep.spec.selector else None
         selector = _selector(labels)
         if not selector:
             raise ValueError(f"{t.namespace}/{t.deployment}: Deployment has no matchLabels selector")
-        pods = self._core.list_namespaced_pod(t.namespace, label_selector=selector)
+        pods = self._core.list_namespaced_pod(t.namespace, label_selector=selector, _request_timeout=10.0)
         out: dict[str, str] = {}
         for pod in pods.items or ():
             st, meta = pod.status, pod.metadata

@@ -44,6 +44,16 @@ class LeaderConfig:
         if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
             raise ValueError("need 0 < retry_period_s < renew_deadline_s < lease_duration_s")
 
+    @property
+    def request_timeout_s(self) -> float:
+        """Client timeout of one Lease call: a round never outlasts its retry period."""
+        return self.retry_period_s
+
+    @property
+    def write_window_s(self) -> float:
+        """How long a write that started while we led may take before a standby may lead."""
+        return self.lease_duration_s - self.renew_deadline_s
+
 
 def _ts(now_s: float) -> datetime:
     return datetime.fromtimestamp(now_s, tz=UTC)
@@ -97,7 +107,7 @@ class LeaseElector:
         cfg = self.config
         now_s = self._clock.now_s()
         try:
-            lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace)
+            lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace, _request_timeout=cfg.request_timeout_s)
         except ApiException as exc:
             if exc.status != 404:
                 return self._failed(f"read failed: {exc.status}")
@@ -123,7 +133,9 @@ class LeaseElector:
         )
         lease.spec = new_spec
         try:
-            self._api.replace_namespaced_lease(cfg.name, cfg.namespace, lease)  # carries resourceVersion
+            self._api.replace_namespaced_lease(
+                cfg.name, cfg.namespace, lease, _request_timeout=cfg.request_timeout_s
+            )  # carries resourceVersion
         except ApiException as exc:
             if exc.status == 409:
                 self._set_leader(False, "lost the race (409)")
@@ -150,7 +162,7 @@ class LeaseElector:
             ),
         )
         try:
-            self._api.create_namespaced_lease(cfg.namespace, body)
+            self._api.create_namespaced_lease(cfg.namespace, body, _request_timeout=cfg.request_timeout_s)
         except ApiException as exc:
             reason = "lost the race (409)" if exc.status == 409 else f"create failed: {exc.status}"
             return self._failed(reason)
@@ -172,13 +184,13 @@ class LeaseElector:
         self._set_leader(False, "released")
         cfg = self.config
         try:
-            lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace)
+            lease = self._api.read_namespaced_lease(cfg.name, cfg.namespace, _request_timeout=cfg.request_timeout_s)
             if lease.spec is None or lease.spec.holder_identity != cfg.identity:
                 return
             lease.spec.holder_identity = None
             lease.spec.lease_duration_seconds = 1
             lease.spec.renew_time = _ts(self._clock.now_s())
-            self._api.replace_namespaced_lease(cfg.name, cfg.namespace, lease)
+            self._api.replace_namespaced_lease(cfg.name, cfg.namespace, lease, _request_timeout=cfg.request_timeout_s)
         except Exception as exc:
             log.warning("could not release lease", extra={"identity": cfg.identity, "error": str(exc)[:200]})
 

@@ -21,10 +21,11 @@ from autoscaler.actuators.base import ActuationResult, Actuator, BatchingOutcome
 from autoscaler.control import ForecastLike, PredictiveController
 from autoscaler.core.types import Decision, FloatArray, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.runtime.clock import Clock, sleep_or_stop
+from autoscaler.runtime.consistency import adopt_cluster_batching
 from autoscaler.runtime.records import DecisionLog, decision_dict, record
 from autoscaler.runtime.telemetry import Telemetry
 from autoscaler.sources.base import MetricSource, PodMetricSource
-from autoscaler.spec.types import ServingAutoscalerSpec
+from autoscaler.spec.types import Mode, ServingAutoscalerSpec
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,11 @@ class ControlLoop:
         fc = await asyncio.to_thread(ctl.forecast, obs, now_s)  # refits block: off the event loop
         if ctl.last_forecast_error is not None:
             log.warning("forecast failed", extra={"target": str(key), "error": ctl.last_forecast_error})
+        if ctl.state is None:
+            current = obs.current_replicas
+            ctl.start(now_s, current if current is not None and current >= 0 else 1)
+        assert ctl.state is not None
+        ctl.state = adopt_cluster_batching(ctl.state, spec, status)  # same state on leader and standbys
         started = self.clock.monotonic_s()
         decision = ctl.decide(obs, fc, now_s)
         self.telemetry.decision_latency.observe(max(0.0, self.clock.monotonic_s() - started))
@@ -215,6 +221,7 @@ class ControlLoop:
             obs,
             labels={**status.pod_labels, "model": spec.target.model_name} if status is not None else None,
             slo=spec.slo,
+            published=spec.mode is not Mode.PREVIEW,  # preview: nothing an HPA reads carries it
         )
         leader = self.is_leader()
         if leader:
@@ -266,7 +273,7 @@ class ControlLoop:
         self.telemetry.actuations.labels(*lv, "batching", result.batching.value).inc()
         self.telemetry.rollout_pending.labels(*lv).set(1 if result.batching is BatchingOutcome.ROLLED_OUT else 0)
         if result.scale is ScaleOutcome.FAILED:
-            log.error("actuation failed", extra={"target": str(key), "message": result.message})
+            log.error("actuation failed", extra={"target": str(key), "detail": result.message})
 
     # ------------------------------------------------------------------ the root task
     async def run(self, stop: asyncio.Event) -> None:

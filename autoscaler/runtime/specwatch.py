@@ -9,8 +9,14 @@ Event on the affected Deployments); when the file is fixed the error clears.
 
 CRD: when a lister is given, `ServingAutoscaler` objects (`autoscaling.tfserving.dev/v1alpha1`,
 plural `servingautoscalers`) are listed every poll via CustomObjectsApi; a 404 means the CRD is
-not installed, which is logged once and skipped. A target defined twice keeps the first source
-(files before CRs, then sorted by name) and reports the duplicate as an error.
+not installed, which is logged once and skipped. A custom resource may only target its own
+namespace (tenants must not steer each other's Deployments); the daemon's own spec files (the
+operator's ConfigMap) may name any namespace.
+
+Duplicates: a target defined by two specs (two sources, or twice in one file) is an error on every
+source involved (log line, spec-errors gauge, SpecInvalid Event), and no order decides silently
+which wins: the spec that was already serving the target keeps serving it until only one remains;
+if none was (both appeared together), neither is applied.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def crd_lister(api_client: Any) -> CrdLister:
 
     def list_crs() -> list[dict[str, Any]] | None:
         try:
-            doc = api.list_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
+            doc = api.list_cluster_custom_object(CRD_GROUP, CRD_VERSION, CRD_PLURAL, _request_timeout=10.0)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -91,7 +97,7 @@ def _clean_cr(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_one(doc: dict[str, Any], source: str) -> list[ServingAutoscalerSpec]:
-    return [parse_spec(doc, source)]
+    return [parse_spec(doc, source, custom_resource=True)]
 
 
 class SpecWatcher:
@@ -120,7 +126,9 @@ class SpecWatcher:
         self._sources: dict[str, _Source] = {}
         self._crd_absent_logged = False
         self._published: list[ServingAutoscalerSpec] | None = None
-        self.errors: dict[str, list[str]] = {}
+        self._owner: dict[TargetKey, str] = {}  # which source served each target in the last merge
+        self.errors: dict[str, list[str]] = {}  # parse/validation errors per source
+        self.conflicts: dict[str, list[str]] = {}  # duplicate-target errors per source
 
     def _paths(self) -> list[Path]:
         paths = list(self._files)
@@ -142,14 +150,14 @@ class SpecWatcher:
         except SpecError as exc:
             self._fail(source, fp, list(exc.problems), old)
             return
-        except (OSError, ValueError) as exc:
-            self._fail(source, fp, [f"{source}: {type(exc).__name__}: {exc}"], old)
+        except Exception as exc:  # never let one source stop every later reload
+            self._fail(source, fp, [f"{source}: {type(exc).__name__}: {str(exc)[:300]}"], old)
             return
         self._sources[source] = _Source(fp, specs)
         log.info("spec loaded", extra={"source": source, "targets": [s.name for s in specs]})
         if source in self.errors:
             del self.errors[source]
-            if self._on_clear is not None:
+            if self._on_clear is not None and source not in self.conflicts:
                 self._on_clear(source)
 
     def _fail(self, source: str, fp: Fingerprint | str | None, problems: list[str], old: _Source | None) -> None:
@@ -177,7 +185,8 @@ class SpecWatcher:
             self._poll_crs(seen)
         for gone in [s for s in self._sources if s not in seen]:
             del self._sources[gone]
-            self.errors.pop(gone, None)
+            if self.errors.pop(gone, None) is not None and self._on_clear is not None:
+                self._on_clear(gone)
             log.info("spec source removed", extra={"source": gone})
         merged = self._merge()
         if merged != self._published:
@@ -208,18 +217,47 @@ class SpecWatcher:
             self._set(source, fp, functools.partial(_parse_one, doc, source))
 
     def _merge(self) -> list[ServingAutoscalerSpec]:
-        out: dict[TargetKey, tuple[str, ServingAutoscalerSpec]] = {}
-        order = sorted(self._sources, key=lambda s: (s.startswith("cr:"), s))
-        for source in order:
+        by_key: dict[TargetKey, list[tuple[str, ServingAutoscalerSpec]]] = {}
+        for source in sorted(self._sources):
             for spec in self._sources[source].specs:
-                key = TargetKey(spec.target.namespace, spec.target.deployment)
-                if key in out:
-                    msg = f"{source}: target {key} is already defined by {out[key][0]}; ignored"
-                    if self.errors.get(source) != [msg]:
-                        log.error(msg, extra={"source": source, "target": str(key)})
-                    continue
-                out[key] = (source, spec)
+                by_key.setdefault(TargetKey(spec.target.namespace, spec.target.deployment), []).append((source, spec))
+        out: dict[TargetKey, tuple[str, ServingAutoscalerSpec]] = {}
+        conflicts: dict[str, list[str]] = {}
+        for key, entries in by_key.items():
+            if len(entries) == 1:
+                out[key] = entries[0]
+                continue
+            names = sorted({src for src, _ in entries})
+            incumbent = self._owner.get(key)
+            held = [e for e in entries if e[0] == incumbent]
+            keep = held[0] if len(held) == 1 else None  # not if the incumbent itself defines it twice
+            outcome = (
+                f"keeping the spec from {incumbent} until only one remains"
+                if keep is not None
+                else "neither is applied until only one remains"
+            )
+            for src in names:
+                others = [n for n in names if n != src] or ["itself (twice)"]
+                conflicts.setdefault(src, []).append(
+                    f"{src}: target {key} is also defined by {', '.join(others)}; {outcome}"
+                )
+            if keep is not None:
+                out[key] = keep
+        self._report_conflicts(conflicts)
+        self._owner = {key: src for key, (src, _) in out.items()}
         return [spec for _, spec in sorted(out.values(), key=lambda v: (v[1].target.namespace, v[1].target.deployment))]
+
+    def _report_conflicts(self, conflicts: dict[str, list[str]]) -> None:
+        for source, problems in conflicts.items():
+            if self.conflicts.get(source) == problems:
+                continue
+            log.error("duplicate target", extra={"source": source, "problems": problems})
+            if self._on_error is not None:
+                self._on_error(source, problems, self._sources[source].specs)
+        for source in set(self.conflicts) - set(conflicts):
+            if source not in self.errors and self._on_clear is not None:
+                self._on_clear(source)
+        self.conflicts = conflicts
 
     async def run(self, stop: asyncio.Event) -> None:
         """Root task: poll every interval_s until `stop`."""

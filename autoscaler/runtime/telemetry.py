@@ -84,7 +84,8 @@ class StoreCollector(Collector):
                 add("goal", lv, rec.slo.attainment)
             d, last, obs = rec.decision, rec.last_attempt, rec.observation
             if d is not None:
-                add("desired", lv, d.desired_replicas)
+                if rec.published:  # a preview decision must not reach an HPA through this gauge
+                    add("desired", lv, d.desired_replicas)
                 add("fc", lv, d.forecast_rps)
                 add("fc_lo", lv, d.forecast_lo_rps)
                 add("fc_hi", lv, d.forecast_hi_rps)

@@ -8,6 +8,16 @@ for replica counts, pod-name prefix → deployment for cold start. States: no se
 NaN/Inf → NAN, newest raw sample (`timestamp()`) older than `provisioning.stale_after_s` →
 STALE, failed or timed-out query → ERROR for every target for that signal. Each non-OK state is
 logged per signal naming the targets (WARNING when it changes, DEBUG while it persists). Never a zero.
+
+One tick costs at most one `timeout_s`, however slow Prometheus is: `observe()` sends every query
+of the tick at once (the per-pod queries too; `observe_pods()` at the same `now_s` then reads
+those answers instead of asking again), and whatever has not answered when the tick's budget runs
+out is an ERROR for this tick. Before, the queries went out in waves of 8 and the pod queries
+after them, so a slow Prometheus stretched a tick to about three timeouts.
+
+Values outside a plausible range (`BOUNDS`: negative, or e.g. a rate above 10 million requests/s
+per target) are NAN with a detail saying so, like NaN/Inf: a broken exporter or recording rule
+answering 1e308 must not pin a target at maxReplicas and in panic mode.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +48,20 @@ log = logging.getLogger(__name__)
 
 Result = list[dict[str, Any]]
 REPEAT_WARNING_EVERY = 20  # ticks between WARNING reminders of an unchanged problem
+# Plausible ranges per signal (inclusive). Outside them a value is a fault, not a measurement.
+MAX_RATE_RPS = 1e7
+BOUNDS: dict[str, tuple[float, float]] = {
+    "request_rate_rps": (0.0, MAX_RATE_RPS),
+    "error_rate_rps": (0.0, MAX_RATE_RPS),
+    "rejected_rps": (0.0, MAX_RATE_RPS),
+    "burst_rate_rps": (0.0, MAX_RATE_RPS),
+    "latency_ms": (0.0, 3.6e6),
+    "queue_latency_ms": (0.0, 3.6e6),
+    "mean_batch_size": (0.0, 1e6),
+    "gpu_util": (0.0, 1.05),  # a ratio; DCGM percent / 100 can round a little above 1
+    "cold_start_s": (0.0, 86_400.0),
+    "replicas": (0.0, 1e6),
+}
 _POD_SUFFIX = re.compile(r"^(?P<deploy>.+)-[a-z0-9]{5,10}-[a-z0-9]{5}$")  # <deploy>-<rs hash>-<pod id>
 
 
@@ -57,7 +81,7 @@ class PrometheusSource:
         timeout_s: float = 5.0,
         rate_window_s: float = 60.0,
         scrape_interval_s: float = 15.0,
-        max_parallel_queries: int = 8,
+        max_parallel_queries: int = 64,
     ) -> None:
         """`scrape_interval_s` is Prometheus' TF Serving scrape interval: windows are widened to at
         least two intervals, or `rate()` has fewer than two samples and returns nothing."""
@@ -70,6 +94,7 @@ class PrometheusSource:
         self.queries_sent = 0  # cumulative, for benchmarks and /metrics
         self.query_seconds: dict[str, float] = {}  # PromQL -> duration of its latest run
         self._logged: dict[tuple[str, SignalStatus], tuple[frozenset[str], int]] = {}
+        self._pod_answers: tuple[float, tuple[str, ...], dict[str, _Answer]] | None = None  # prefetched
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -97,8 +122,18 @@ class PrometheusSource:
         return _Answer(list(res))
 
     def _run(self, queries: dict[str, str], now_s: float) -> dict[str, _Answer]:
+        """All `queries` at once; those without an answer within `timeout_s` are ERRORs.
+
+        The budget is real elapsed time (it bounds I/O), measured only to stop waiting."""
         futs = {name: self._pool.submit(self._query, q, now_s) for name, q in queries.items()}
-        out = {name: f.result() for name, f in futs.items()}
+        done, _ = wait(futs.values(), timeout=self.timeout_s)
+        out: dict[str, _Answer] = {}
+        for name, f in futs.items():
+            if f in done:
+                out[name] = f.result()
+            else:
+                f.cancel()  # queued ones never start; running ones end at their own timeout
+                out[name] = _Answer(None, f"timeout: no answer within the tick budget of {self.timeout_s:g}s")
         for name, a in out.items():
             if a.result is None:
                 log.error("prometheus query for signal %s failed: %s (query: %s)", name, a.error, queries[name])
@@ -125,7 +160,9 @@ class PrometheusSource:
             queries[f"latency_ms@{q:g}"] = promql.latency_ms(m, q, w)
         for slo_ms in sorted({t.slo.latency_ms for t in targets}):
             queries[f"slo_attainment@{slo_ms:g}"] = promql.slo_attainment_buckets(m, slo_ms, w)
-        ans = self._run(queries, now_s)
+        pod_queries = self._pod_queries(targets)
+        ans = self._run({**queries, **pod_queries}, now_s)  # one wave, one budget, per tick
+        self._pod_answers = (now_s, _names(targets), {n: ans.pop(n) for n in pod_queries})
         attain_buckets: dict[str, dict[tuple[str, str], list[tuple[float, float]]]] = {}
         for name, a in ans.items():
             if name.startswith("slo_attainment@"):
@@ -157,12 +194,16 @@ class PrometheusSource:
             def sig(
                 name: str, query: str, key: TargetKey = key, mk: tuple[str, str] = (ns, model), stale: str = stale
             ) -> Signal:
-                s = _signal(ans[query], model_idx[query].get(mk), stale)
+                s = _plausible(name, _signal(ans[query], model_idx[query].get(mk), stale))
                 if not s.ok:
                     problems[(name, s.status)].append(f"{key} ({s.detail})")
                 return s
 
-            rates = _rates(ans["request_rate"], by_model, ns, model, stale)
+            names = ("request_rate_rps", "error_rate_rps", "rejected_rps")
+            rates = tuple(
+                _plausible(n, r)
+                for n, r in zip(names, _rates(ans["request_rate"], by_model, ns, model, stale), strict=True)
+            )
             for name, s in zip(("request_rate_rps", "error_rate_rps", "rejected_rps"), rates, strict=True):
                 if not s.ok:
                     problems[(name, s.status)].append(f"{key} ({s.detail})")
@@ -178,7 +219,7 @@ class PrometheusSource:
             att = _attainment(ans[att_name], attain_buckets[att_name].get((ns, model)), spec.slo.latency_ms, stale)
             if not att.ok:
                 problems[("slo_attainment", att.status)].append(f"{key} ({att.detail})")
-            cs = _cold_signal(ans["cold_start_s"], cold.get((ns, dep)))
+            cs = _plausible("cold_start_s", _cold_signal(ans["cold_start_s"], cold.get((ns, dep))))
             if not cs.ok:
                 problems[("cold_start_s", cs.status)].append(f"{key} ({cs.detail})")
             out[key] = Observation(
@@ -237,17 +278,24 @@ class PrometheusSource:
         return await asyncio.to_thread(self.observe_pods, targets, now_s)
 
     # ------------------------------------------------------------------ per pod
-    def observe_pods(
-        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
-    ) -> dict[TargetKey, tuple[PodSignals, ...]]:
-        if not targets:
-            return {}
+    def _pod_queries(self, targets: Sequence[ServingAutoscalerSpec]) -> dict[str, str]:
         m = promql.namespace_matcher(t.target.namespace for t in targets)
         w = self.rate_window_s
         queries = {"pod_rate": promql.pod_request_rate(m, w), "pod_batch": promql.pod_batch_size(m, w)}
         for q in sorted({t.slo.latency_quantile for t in targets}):
             queries[f"pod_latency@{q:g}"] = promql.pod_latency_ms(m, q, w)
-        ans = self._run(queries, now_s)
+        return queries
+
+    def observe_pods(
+        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
+    ) -> dict[TargetKey, tuple[PodSignals, ...]]:
+        if not targets:
+            return {}
+        pre = self._pod_answers
+        if pre is not None and pre[0] == now_s and pre[1] == _names(targets):
+            ans = pre[2]  # sent with this tick's observe(): no second wave
+        else:
+            ans = self._run(self._pod_queries(targets), now_s)
         rate = _index(ans["pod_rate"], ("namespace", "model_name", "pod"))
         batch = _index(ans["pod_batch"], ("namespace", "pod"))
         lats = {
@@ -276,6 +324,10 @@ class PrometheusSource:
 
 
 # ---------------------------------------------------------------------- helpers
+def _names(targets: Sequence[ServingAutoscalerSpec]) -> tuple[str, ...]:
+    return tuple(sorted(f"{t.target.namespace}/{t.target.deployment}" for t in targets))
+
+
 def _value(item: dict[str, Any]) -> float:
     return float(item["value"][1])
 
@@ -341,9 +393,18 @@ def _attainment(a: _Answer, buckets: list[tuple[float, float]] | None, slo_ms: f
     return Signal.of(fraction_at_or_below(slo_ms * 1000.0, buckets), f"of served requests within {slo_ms:g} ms")
 
 
+def _plausible(name: str, s: Signal) -> Signal:
+    """`s`, or NAN when its value lies outside `BOUNDS[name]`."""
+    lo, hi = BOUNDS[name]
+    if s.ok and s.value is not None and not lo <= s.value <= hi:
+        return Signal.missing(SignalStatus.NAN, f"implausible value {s.value:.6g} (expected {lo:g}..{hi:g})")
+    return s
+
+
 def _int(reps: dict[tuple[str, ...], float], name: str, ns: str, dep: str, stale: str) -> int | None:
     v = reps.get((name, ns, dep))
-    if v is None or stale or not math.isfinite(v):
+    lo, hi = BOUNDS["replicas"]
+    if v is None or stale or not math.isfinite(v) or not lo <= v <= hi:
         return None
     return int(v)
 

@@ -71,11 +71,20 @@ class ForecasterModel(_Model):
         return self
 
 
+# The largest value each TF Serving batching parameter may take (initial values and bounds alike).
+BATCHING_MAX = {
+    "max_batch_size": 65_536,
+    "batch_timeout_micros": 10_000_000,
+    "num_batch_threads": 1_024,
+    "max_enqueued_batches": 10_000_000,
+}
+
+
 class BatchingParamsModel(_Model):
-    max_batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
-    batch_timeout_micros: Annotated[int, Field(ge=0, le=10_000_000)] = 2_000
-    num_batch_threads: Annotated[int, Field(ge=1, le=1_024)] = 4
-    max_enqueued_batches: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    max_batch_size: Annotated[int, Field(ge=1, le=BATCHING_MAX["max_batch_size"])] = 32
+    batch_timeout_micros: Annotated[int, Field(ge=0, le=BATCHING_MAX["batch_timeout_micros"])] = 2_000
+    num_batch_threads: Annotated[int, Field(ge=1, le=BATCHING_MAX["num_batch_threads"])] = 4
+    max_enqueued_batches: Annotated[int, Field(ge=1, le=BATCHING_MAX["max_enqueued_batches"])] = 100
 
 
 class IntRangeModel(_Model):
@@ -95,6 +104,14 @@ class BatchingBoundsModel(_Model):
     num_batch_threads: IntRangeModel = IntRangeModel(min=1, max=8)
     max_enqueued_batches: IntRangeModel = IntRangeModel(min=10, max=1_000)
 
+    @model_validator(mode="after")
+    def _within_tf_serving_limits(self) -> BatchingBoundsModel:
+        for name, limit in BATCHING_MAX.items():
+            rng: IntRangeModel = getattr(self, name)
+            if rng.max > limit:
+                raise ValueError(f"{to_camel(name)}.max ({rng.max}) must be <= {limit}")
+        return self
+
 
 class BatchingModel(_Model):
     tune: bool = False
@@ -106,7 +123,7 @@ class BatchingModel(_Model):
 
 class ScalingPolicyModel(_Model):
     type: Literal["Pods", "Percent"]
-    value: Annotated[int, Field(gt=0)]
+    value: Annotated[int, Field(gt=0, le=1_000_000)]
     period_seconds: Annotated[int, Field(gt=0, le=1_800)]
 
 
@@ -124,13 +141,13 @@ class BehaviorModel(_Model):
 
 class ProfilePointModel(_Model):
     batch_size: Annotated[int, Field(ge=1, le=65_536)]
-    latency_ms: Annotated[float, Field(gt=0.0)]
+    latency_ms: Annotated[float, Field(gt=0.0, le=600_000.0)]  # finite: at most the SLO's own limit
 
 
 class ProfileModel(_Model):
     batch_latency: Annotated[list[ProfilePointModel], Field(min_length=1)]
-    cpu_ms_per_request: Annotated[float, Field(ge=0.0)] = 2.0
-    cpu_request_millicores: Annotated[int, Field(gt=0)] = 2_000
+    cpu_ms_per_request: Annotated[float, Field(ge=0.0, le=600_000.0)] = 2.0
+    cpu_request_millicores: Annotated[int, Field(gt=0, le=1_000_000)] = 2_000
     device_parallelism: Annotated[int, Field(ge=1, le=1_024)] = 1
     source: str = ""
 

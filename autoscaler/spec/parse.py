@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from autoscaler.spec import safeyaml
 from autoscaler.spec.model import DNS_LABEL, DNS_SUBDOMAIN, DocumentModel, ScalingRulesModel, SpecModel
 from autoscaler.spec.types import (
     SLO,
@@ -247,8 +248,36 @@ def _semantic_checks(source: str, spec: ServingAutoscalerSpec) -> list[str]:
     return problems
 
 
-def parse_spec(doc: object, source: str = "<spec>") -> ServingAutoscalerSpec:
-    """Validate one parsed YAML document; raise SpecError with every problem found."""
+def _custom_resource_checks(source: str, model: DocumentModel) -> list[str]:
+    """What a tenant's custom resource may not do, though the operator's own spec files may.
+
+    A ServingAutoscaler object lives in a namespace whose users may create it; letting it name
+    another namespace would let one tenant replace another's autoscaling (RBAC on the CR is per
+    namespace, so the target must be too), and letting it choose `outputs.decisionsPath` would let
+    it make the daemon append to any file the daemon can write.
+    """
+    problems: list[str] = []
+    own = model.metadata.namespace
+    target_ns = model.spec.target.namespace
+    if target_ns is not None and target_ns != own:
+        problems.append(
+            f"{source}: spec.target.namespace: a ServingAutoscaler may only target its own namespace "
+            f"(got {target_ns!r}; expected {own!r} or unset)"
+        )
+    if model.spec.outputs.decisions_path is not None:
+        problems.append(
+            f"{source}: spec.outputs.decisionsPath: only the daemon's own spec files may choose file paths "
+            f"(got {model.spec.outputs.decisions_path[:200]!r}; expected unset in a ServingAutoscaler object)"
+        )
+    return problems
+
+
+def parse_spec(doc: object, source: str = "<spec>", *, custom_resource: bool = False) -> ServingAutoscalerSpec:
+    """Validate one parsed YAML document; raise SpecError with every problem found.
+
+    `custom_resource`: the document is a ServingAutoscaler object from the API server (a tenant's),
+    not the operator's spec file: it may only target its own namespace.
+    """
     if not isinstance(doc, dict):
         raise SpecError([f"{source}: <document>: expected a mapping (got {type(doc).__name__})"])
     try:
@@ -258,15 +287,23 @@ def parse_spec(doc: object, source: str = "<spec>") -> ServingAutoscalerSpec:
         raise SpecError([_format(source, e) for e in errors]) from None
     spec = _to_spec(model)
     problems = _semantic_checks(source, spec)
+    if custom_resource:
+        problems += _custom_resource_checks(source, model)
     if problems:
         raise SpecError(problems)
     return spec
 
 
 def parse_specs_text(text: str, source: str = "<spec>") -> list[ServingAutoscalerSpec]:
-    """Every ServingAutoscaler in a (multi-document) YAML text, or SpecError listing all problems."""
+    """Every ServingAutoscaler in a (multi-document) YAML text, or SpecError listing all problems.
+
+    Hostile input is bounded before parsing (size, depth, alias expansion, number length) and
+    duplicate keys are refused, see `safeyaml.py`; each is a SpecError, never another exception.
+    """
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = safeyaml.load_all(text)
+    except safeyaml.YamlLimitError as exc:
+        raise SpecError([f"{source}:{exc}" if str(exc).startswith(" line") else f"{source}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -289,9 +326,14 @@ def parse_specs_text(text: str, source: str = "<spec>") -> list[ServingAutoscale
 def load_specs(path: str | Path) -> list[ServingAutoscalerSpec]:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(safeyaml.MAX_SPEC_BYTES + 1)  # never read more than the limit
     except OSError as exc:
         raise SpecError([f"{p}: cannot read file: {exc.strerror or exc}"]) from None
+    try:
+        text = safeyaml.decode(data)
+    except safeyaml.YamlLimitError as exc:
+        raise SpecError([f"{p}: {exc}"]) from None
     return parse_specs_text(text, str(p))
 
 
