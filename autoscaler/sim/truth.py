@@ -183,8 +183,11 @@ def des_columns(
                 row, cdf = measure(unit[:n] / r, params, service, slo, grid, latency_cap_ms, _warmup_s(n, r))
         rows.append(row)
         cdfs.append(cdf)
-    cols = np.asarray(rows, dtype=np.float64).T
-    return TruthColumns(rates, *cols, cdf=np.asarray(cdfs), cdf_rates=rates)
+    c = np.asarray(rows, dtype=np.float64).T
+    return TruthColumns(
+        rates=rates, within=c[0], rejected=c[1], busy=c[2], batch=c[3], mean_ms=c[4], lat_q=c[5], p50=c[6],
+        p99=c[7], lat_q_served=c[8], lat_q_reported=c[9], cdf=np.asarray(cdfs), cdf_rates=rates,
+    )  # fmt: skip
 
 
 def _warmup_s(n: int, rate_rps: float) -> float:
