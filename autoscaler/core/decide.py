@@ -269,8 +269,8 @@ _TUNER_SCALE_STEPS = 10
 
 
 @lru_cache(maxsize=512)
-def _capacity_model_cached(profile: ServiceProfile, scale_step: int) -> CapacityModel:
-    return CapacityModel(profile, service_scale=_SCALE_STEP**scale_step)
+def _capacity_model_cached(profile: ServiceProfile, scale_step: int, exact_tail: bool = True) -> CapacityModel:
+    return CapacityModel(profile, service_scale=_SCALE_STEP**scale_step, exact_tail=exact_tail)
 
 
 # Per-replica capacity at the SLO per (profile, SLO, scale step, batching parameters): a pure function
@@ -299,8 +299,8 @@ def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bo
     `capacity_at_slo_rps` costs ~25 ms; the simulator calls decide() every decision period for days.
     """
     step = _scale_step(service_scale)
-    if coarse:
-        return _capacity_model_cached(profile, _TUNER_SCALE_STEPS * round(step / _TUNER_SCALE_STEPS))
+    if coarse:  # the tuner's: ranks ~40 parameter sets by capacity, without the exact one-server tail
+        return _capacity_model_cached(profile, _TUNER_SCALE_STEPS * round(step / _TUNER_SCALE_STEPS), False)
     return _capacity_model_cached(profile, step)
 
 

@@ -138,7 +138,8 @@ class OraclePolicy:
         self.start_s = ctx.start_s
         a = np.nan_to_num(np.asarray(ctx.future_rps, dtype=np.float64))
         spec = self.spec
-        model = CapacityModel(spec.profile, service_scale=ctx.true_service_scale)  # the replicas' real speed
+        # the replicas' real speed; ranking batching needs no exact one-server tail (the table has the truth)
+        model = CapacityModel(spec.profile, service_scale=ctx.true_service_scale, exact_tail=False)
         self.params = spec.batching.initial
         if spec.batching.tune:
             rate = model.capacity_at_slo_rps(self.params, spec.slo)
