@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core.capacity import (
+    _CAPACITY_BISECT,
     TF_LATENCY_BUCKETS_MS,
     CapacityModel,
     _solve_small,
@@ -92,7 +93,8 @@ def damped_pi(model: CapacityModel, lam: float, params: BatchingParams) -> np.nd
 @pytest.mark.parametrize("params", PARAMS, ids=str)
 def test_anderson_solve_equals_the_damped_iteration(profile: ServiceProfile, params: BatchingParams) -> None:
     for scale in (0.7, 1.0, 1.6):
-        model = CapacityModel(profile, service_scale=scale)
+        # the fixed point itself (one server: without the exact queue, which replaces its batch size)
+        model = CapacityModel(profile, service_scale=scale, exact_tail=False)
         top = model.max_throughput_rps(params)
         for frac in (0.0, 0.02, 0.2, 0.45, 0.7, 0.9, 0.98):
             point = model.steady(frac * top, params)
@@ -194,7 +196,7 @@ def capacity_by_quantile_search(model: CapacityModel, params: BatchingParams, sl
             hi = top * i / 12
             break
         lo = top * i / 12
-    for _ in range(9):
+    for _ in range(_CAPACITY_BISECT):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
@@ -202,8 +204,13 @@ def capacity_by_quantile_search(model: CapacityModel, params: BatchingParams, sl
 
 @pytest.mark.parametrize("params", PARAMS, ids=str)
 def test_capacity_by_one_cdf_per_rate_equals_the_quantile_search(params: BatchingParams) -> None:
-    for scale in (0.8, 1.0, 1.5):
+    for scale in (0.8, 1.5):  # (the quantile search over the exact one-server queue is slow)
         for slo in (SLO(0.99, 100.0), SLO(0.95, 40.0), SLO(0.999, 400.0)):
             fast = CapacityModel(ServiceProfile(), service_scale=scale).capacity_at_slo_rps(params, slo)
             slow = capacity_by_quantile_search(CapacityModel(ServiceProfile(), service_scale=scale), params, slo)
-            assert fast == slow, (scale, slo)
+            # one server (ServiceProfile()): the exact queue's CDF is a sum of steps (midpoint nodes
+            # in time), so the quantile's interpolation inside its last 1/13824 bracket can put a rate
+            # next to the boundary on the other side: at most the last bisection step apart
+            top = CapacityModel(ServiceProfile(), service_scale=scale).max_throughput_rps(params)
+            step = top / (12 * 2**_CAPACITY_BISECT)
+            assert fast == pytest.approx(slow, abs=1.01 * step), (scale, slo)

@@ -547,7 +547,7 @@ def test_raw_resource_replicas_apply_cpu_readiness_but_pods_metrics_do_not() -> 
 @given(
     st.one_of(
         st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
-        st.integers(min_value=-10**9, max_value=10**9).map(lambda n: n / 1000.0),  # whole milli-units
+        st.integers(min_value=-(10**9), max_value=10**9).map(lambda n: n / 1000.0),  # whole milli-units
         st.decimals(min_value=0, max_value=10**6, places=6).map(float),
     )
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -57,6 +58,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="request fidelity: how requests pick a ready pod — random (kube-proxy, seeded; default) or round-robin",
     )
     parser.add_argument("--rate-scale", type=float, help="multiply the trace's request rate")
+    parser.add_argument(
+        "--true-service-scale",
+        type=float,
+        metavar="X",
+        help="the simulated replicas serve X times slower than the spec's profile says (1.15 = 15 %% slower; "
+        "default: the scenario's, else 1); the policies still plan with the profile and must calibrate",
+    )
     parser.add_argument(
         "--target-peak-replicas",
         type=float,
@@ -126,6 +134,12 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
     return sc
 
 
+def _true_service_scale(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--true-service-scale: expected a finite number > 0, e.g. 1.15 (got {value!r})")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 120)
     if args.from_prometheus:
@@ -140,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
             "history_s": args.history_s,
             "fidelity": args.fidelity,
             "seed": args.seed,
+            "true_service_scale": _true_service_scale(args.true_service_scale),
         }
         if args.superpose_s == 0:
             sc = replace(sc, superpose_s=None)  # back to duplication
@@ -162,12 +177,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {e}")
         return 2
     out = args.out or REPO_ROOT / "runs" / inputs.scenario.name
+    scale = inputs.scenario.true_service_scale
+    speed = "" if scale == 1.0 else f"replicas serve ×{scale:g} the profile's service time, "
     console.print(
         f"[bold]{inputs.scenario.name}[/bold]: {inputs.trace.name}, {inputs.trace.duration_s / 3600:.1f} h from "
         f"t={inputs.trace.start_s:g} s, rate ×{inputs.rate_scale:.4g}"
         f"{'' if inputs.scenario.superpose_s is None else f' (superposed over {inputs.scenario.superpose_s:g} s)'}, "
         f"{inputs.scenario.fidelity} fidelity"
-        f"{f' ({args.routing} routing)' if inputs.scenario.fidelity == 'request' else ''}, "
+        f"{f' ({args.routing} routing)' if inputs.scenario.fidelity == 'request' else ''}, {speed}"
         f"{len(inputs.history_rps) / 86400:.1f} d history"
     )
     results = compare(inputs, policies, knobs, console=console, routing=args.routing)
@@ -221,6 +238,7 @@ def compare(
                     knobs=knobs.get(name, {}),
                     history_rps=inputs.history_rps,
                     routing=routing,
+                    true_service_scale=sc.true_service_scale,
                 )
             except Exception as e:  # one broken policy must not lose the others' results
                 console.print(f"[red]{name}: failed: {type(e).__name__}: {e}[/red]")

@@ -8,8 +8,8 @@ patched (clamped to the spec's [min, max], as the HPA does), a batching change r
 template out with surge and maxUnavailable 0. Between decisions the cluster serves the load
 second by second, in one of two fidelities:
 
-* `fluid`: per-second steady state from the analytic capacity model (`sim/fluid.py`), vectorized
-  over each decision period — a 7-day 1 s replay takes seconds;
+* `fluid`: per-second steady state from tables measured with the exact batching DES (`sim/fluid.py`,
+  `sim/truth.py`), vectorized over each decision period — a 7-day 1 s replay takes seconds;
 * `request`: every request through the exact batching DES (`sim/reqlevel.py`).
 
 Fluid mode serves ahead of the policy: most ticks change nothing, and then the cluster's next
@@ -79,6 +79,7 @@ class SimResult:
     spec: ServingAutoscalerSpec
     timeline: Timeline
     summary: dict[str, Any] = field(default_factory=dict)
+    true_service_scale: float = 1.0  # the simulated replicas' speed relative to the spec's profile
 
 
 def _clamp(n: int, spec: ServingAutoscalerSpec) -> int:
@@ -106,8 +107,13 @@ def run(
     preroll_s: int = 180,
     speculate: bool = True,
     routing: str = "random",
+    true_service_scale: float = 1.0,
 ) -> SimResult:
-    """Replay `trace` through `policy` (an instance, or a registry name built with `knobs`)."""
+    """Replay `trace` through `policy` (an instance, or a registry name built with `knobs`).
+
+    `true_service_scale`: the simulated replicas serve every batch this many times slower than the
+    spec's profile says (1.15 = 15 % slower); the policy still reads the spec's profile.
+    """
     if fidelity not in FIDELITIES:
         raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
     raw = trace.rate_per_second()
@@ -136,6 +142,7 @@ def run(
         speculate=speculate,
         routing=routing,
         gap_mask=gap,
+        true_service_scale=true_service_scale,
     )
 
 
@@ -157,6 +164,7 @@ def run_rates(
     speculate: bool = True,
     routing: str = "random",
     gap_mask: BoolArray | None = None,
+    true_service_scale: float = 1.0,
 ) -> SimResult:
     """Replay a per-second offered load (requests/s) — the hook for `--from-prometheus` history.
 
@@ -164,11 +172,14 @@ def run_rates(
     `routing` spreads them over the ready pods: "random" (kube-proxy, seeded) or "round-robin".
     NaN seconds of `rate_rps`, and seconds where `gap_mask` is True, are gaps (module docstring).
     `speculate=False` serves one policy period at a time (the reference the tests compare
-    serving ahead against: both give the same replay, bit for bit).
+    serving ahead against: both give the same replay, bit for bit). `true_service_scale` as in `run`.
     """
     wall0 = time.perf_counter()
     if fidelity not in FIDELITIES:
         raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    scale = true_service_scale
+    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"true_service_scale: expected a finite number > 0 (got {true_service_scale!r})")
     knobs = dict(knobs or {})
     if isinstance(policy, str):
         name = policy
@@ -193,7 +204,8 @@ def run_rates(
     n_s = len(rate)
     hist_raw = np.zeros(0) if history_rps is None else np.asarray(history_rps, dtype=np.float64)
     hist = bridge_gaps(hist_raw)  # NaN (gaps) stay NaN for the forecasters, bridged load for the pre-roll
-    model = CapacityModel(spec.profile)
+    # the simulated replicas' truth: the profile at their real speed (tables measured with the DES)
+    model = CapacityModel(spec.profile, service_scale=float(true_service_scale))
     params0 = spec.batching.initial
     pipe = MetricsPipeline(spec, lambda p: rate_table(model, p, spec.slo), pipeline, live_latency=fidelity == "request")
 
@@ -229,6 +241,7 @@ def run_rates(
         history_rps=hist_raw if len(hist_raw) else empty_history(),
         history_step_s=1.0,
         future_rps=rate.copy() if clairvoyant else None,
+        true_service_scale=float(true_service_scale) if clairvoyant else 1.0,
     )
     pol.start(ctx)
     period = max(1, round(float(pol.period_s)))
@@ -312,6 +325,7 @@ def run_rates(
         knobs=knobs,
         spec=spec,
         timeline=tl,
+        true_service_scale=float(true_service_scale),
     )
     result.summary = summarize(result, sim, cluster, wall_s=time.perf_counter() - wall0)
     # how our policy reaches the Deployment ("hpa": through the HPA copy; "direct"); None for baselines
@@ -567,6 +581,7 @@ def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: flo
         "gap_replica_hours": float(tl.pods[w][gap].sum()) / 3600.0,
         "scale_events": cluster.scale_events,
         "mean_gpu_util": gpu,
+        "true_service_scale": result.true_service_scale,
         "wall_s": wall_s,
         "knobs": dict(result.knobs),
     }

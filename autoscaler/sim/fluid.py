@@ -1,11 +1,14 @@
-"""Fluid (per-second) serving: vectorized lookup tables over the analytic capacity model.
+"""Fluid (per-second) serving: vectorized lookup tables of one replica's steady state over its rate.
 
-Owns the fast fidelity of the simulator. `core/capacity.py` answers scalar questions about one
-replica at one rate (a few µs each); a 7-day replay asks them 600 k times per policy, so this
-module tabulates them once per batching configuration on a per-replica rate grid and answers
-whole arrays of seconds with `np.interp`. Each second is treated as a steady state at that
-second's rate (the analytic model already includes queueing within the second and rejections
-when the batch queue is full); backlog carried across seconds is not modelled, which
+Owns the fast fidelity of the simulator. A 7-day replay asks "what does a replica do at this
+rate?" 600 k times per policy, so this module tabulates the answers once per batching
+configuration on a per-replica rate grid and answers whole arrays of seconds with `np.interp`.
+The answers are the simulated server's truth, measured with the exact batch-queue DES under
+Poisson arrivals (`sim/truth.py`) — never the controller's own analytic model, so a policy meets
+the model error it would meet in a cluster. `truth="analytic"` tabulates `core/capacity.py`
+instead (the old behaviour, kept for comparisons and tests). Each second is treated as a steady
+state at that second's rate (queueing within the second and rejections when the batch queue is
+full are in the tables); backlog carried across seconds is not modelled, which
 `tests/test_sim_fidelity.py` bounds against the request-level DES.
 
 Also owns the run-level latency distribution: a 2-D table P(latency ≤ x | per-replica rate)
@@ -23,10 +26,12 @@ import numpy as np
 
 from autoscaler.core.capacity import CapacityModel, histogram_quantile_ms
 from autoscaler.core.types import FloatArray
+from autoscaler.sim.truth import TruthColumns, des_columns
 from autoscaler.spec.types import SLO, BatchingParams
 
-RATE_POINTS = 400
+RATE_POINTS = 400  # the analytic truth's grid (the DES truth's is `sim.truth.RATE_POINTS`)
 CDF_RATE_POINTS = 160
+TOP_FRACTION = 1.25  # tables reach 1.25 x the max throughput; beyond, the excess is rejected
 LATENCY_GRID_MS = np.geomspace(0.5, 120_000.0, 140)
 LATENCY_CAP_MS = 120_000.0  # overloaded replicas report this instead of infinity
 REPORT_QUANTILES = (0.5, 0.95, 0.99)
@@ -51,62 +56,97 @@ class SecondOutcome:
     mean_batch: FloatArray
 
 
-class RateTable:
-    """Per-replica quantities of one batching configuration, tabulated over the rate."""
+TRUTHS = ("des", "analytic")
 
-    def __init__(self, model: CapacityModel, params: BatchingParams, slo: SLO) -> None:
-        self.params = params
-        self.slo = slo
-        self.mu_rps = model.max_throughput_rps(params)
-        top = 1.25 * self.mu_rps
-        self.top_rps = top
-        # denser near the knee: uniform in sqrt-space is too coarse at the top, so use a plain grid
-        r = np.linspace(0.0, top, RATE_POINTS)
-        self.rates = r
-        ms = slo.latency_ms
-        q = slo.latency_quantile
-        self.within = np.array([model.fraction_within(x, params, ms) for x in r])
-        self.rejected = np.array([model.rejected_fraction(x, params) for x in r])
-        self._rates_list: list[float] = self.rates.tolist()
-        self._rejected_list: list[float] = self.rejected.tolist()
-        self.busy = np.array([model.busy_fraction(x, params) for x in r])
-        self.batch = np.array([model.mean_batch_size(x, params) for x in r])
-        self.mean_ms = np.array([_finite(model.mean_latency_ms(x, params)) for x in r])
-        self.lat_q = np.array([_finite(model.latency_quantile_ms(x, params, q)) for x in r])
-        # what TF Serving's histogram shows: latency of *served* requests only (rejections are not
-        # recorded); an overloaded replica serves what gets through a full batch queue
-        svc_full_ms = model.service.ms(params.max_batch_size)
-        self.full_queue_ms = params.max_enqueued_batches * svc_full_ms / params.num_batch_threads + svc_full_ms
-        self.lat_q_served = np.array(
-            [self._served_quantile(model, x, rej, q) for x, rej in zip(r, self.rejected, strict=True)]
-        )
+
+def analytic_columns(model: CapacityModel, params: BatchingParams, slo: SLO) -> TruthColumns:
+    """The columns from the controller's own analytic model (`truth="analytic"`): the simulator as
+    it was before its truth was the DES; kept for the replay-speed comparison and tests."""
+    top = TOP_FRACTION * model.max_throughput_rps(params)
+    r = np.linspace(0.0, top, RATE_POINTS)
+    ms = slo.latency_ms
+    q = slo.latency_quantile
+    rejected = np.array([model.rejected_fraction(x, params) for x in r])
+    # what TF Serving's histogram shows: latency of *served* requests only (rejections are not
+    # recorded); an overloaded replica serves what gets through a full batch queue
+    svc_full_ms = model.service.ms(params.max_batch_size)
+    full_queue_ms = params.max_enqueued_batches * svc_full_ms / params.num_batch_threads + svc_full_ms
+
+    def served_quantile(rate: float, rej: float) -> float:
+        v = model.latency_quantile_ms(rate, params, min(q * (1.0 - rej), 0.999999))
+        return min(v, full_queue_ms) if math.isfinite(v) else full_queue_ms
+
+    def reported_quantile(rate: float, rej: float, served: float) -> float:
+        if rej > 1e-9:  # a rejecting replica: the served latency through the full queue
+            return served
+        v = histogram_quantile_ms(model, rate, params, q)
+        return v if math.isfinite(v) else served
+
+    lat_q_served = np.array([served_quantile(x, rej) for x, rej in zip(r, rejected, strict=True)])
+    cr = np.linspace(0.0, top, CDF_RATE_POINTS)
+    return TruthColumns(
+        rates=r,
+        within=np.array([model.fraction_within(x, params, ms) for x in r]),
+        rejected=rejected,
+        busy=np.array([model.busy_fraction(x, params) for x in r]),
+        batch=np.array([model.mean_batch_size(x, params) for x in r]),
+        mean_ms=np.array([_finite(model.mean_latency_ms(x, params)) for x in r]),
+        lat_q=np.array([_finite(model.latency_quantile_ms(x, params, q)) for x in r]),
+        p50=np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r]),
+        p99=np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r]),
+        lat_q_served=lat_q_served,
         # what the daemon reads from Prometheus: histogram_quantile over TF Serving's buckets
         # (interpolated inside a 1.8x-wide bucket), so calibration sees the same bias as in a cluster
-        self.lat_q_reported = np.array(
-            [self._reported_quantile(model, x, rej, served, q)
-             for x, rej, served in zip(r, self.rejected, self.lat_q_served, strict=True)]
-        )  # fmt: skip
+        lat_q_reported=np.array(
+            [reported_quantile(x, rej, sv) for x, rej, sv in zip(r, rejected, lat_q_served, strict=True)]
+        ),
+        cdf=np.array([[model.fraction_within(x, params, float(lat)) for lat in LATENCY_GRID_MS] for x in cr]),
+        cdf_rates=cr,
+    )
+
+
+class RateTable:
+    """Per-replica quantities of one batching configuration, tabulated over the rate.
+
+    `truth="des"` (default) measures them with the exact batch-queue DES at `model.service`
+    (`sim/truth.py`): the profile times `model.service_scale`, the simulated replicas' real speed.
+    `truth="analytic"` reads them from `model` itself (the controller's planning model).
+    """
+
+    def __init__(self, model: CapacityModel, params: BatchingParams, slo: SLO, truth: str = "des") -> None:
+        if truth not in TRUTHS:
+            raise ValueError(f"truth: expected one of {', '.join(TRUTHS)} (got {truth!r})")
+        self.params = params
+        self.slo = slo
+        self.truth = truth
+        self.mu_rps = model.max_throughput_rps(params)
+        if truth == "des":
+            cols = des_columns(model.service, params, slo, LATENCY_GRID_MS, LATENCY_CAP_MS)
+        else:
+            cols = analytic_columns(model, params, slo)
+        r = cols.rates
+        self.rates = r
+        self.top_rps = float(r[-1])
+        self.within = cols.within
+        self.rejected = cols.rejected
+        self._rates_list: list[float] = self.rates.tolist()
+        self._rejected_list: list[float] = self.rejected.tolist()
+        self.busy = cols.busy
+        self.batch = cols.batch
+        self.mean_ms = cols.mean_ms
+        self.lat_q = cols.lat_q
+        self.lat_q_served = cols.lat_q_served
+        self.lat_q_reported = cols.lat_q_reported
         self._mean_list: list[float] = self.mean_ms.tolist()
         self._point_lists: tuple[list[float], ...] = (
             self.lat_q_reported.tolist(), self._mean_list, self.batch.tolist(), self.busy.tolist(),
         )  # fmt: skip
-        self.p50 = np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r])
-        self.p99 = np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r])
+        self.p50 = cols.p50
+        self.p99 = cols.p99
         self.service_ms_at_batch = np.array([model.service.ms(b) for b in self.batch])
-        # run-level CDF table on a coarser rate grid
-        cr = np.linspace(0.0, top, CDF_RATE_POINTS)
-        self.cdf_rates = cr
-        self.cdf = np.array([[model.fraction_within(x, params, float(lat)) for lat in LATENCY_GRID_MS] for x in cr])
-
-    def _served_quantile(self, model: CapacityModel, rate: float, rejected: float, q: float) -> float:
-        v = model.latency_quantile_ms(rate, self.params, min(q * (1.0 - rejected), 0.999999))
-        return min(v, self.full_queue_ms) if math.isfinite(v) else self.full_queue_ms
-
-    def _reported_quantile(self, model: CapacityModel, rate: float, rejected: float, served: float, q: float) -> float:
-        if rejected > 1e-9:  # a rejecting replica: the served latency through the full queue
-            return served
-        v = histogram_quantile_ms(model, rate, self.params, q)
-        return v if math.isfinite(v) else served
+        # run-level CDF table (the analytic truth uses a coarser rate grid than its columns)
+        self.cdf_rates = cols.cdf_rates
+        self.cdf = cols.cdf
 
     def rejected_count(self, arrivals: FloatArray, ready: FloatArray) -> FloatArray:
         """Requests rejected per second (the only per-tick quantity the metrics need live)."""
@@ -225,14 +265,18 @@ def interp_one(x: float, xs: list[float], ys: list[float]) -> float:
 
 
 _TABLES: dict[tuple[object, ...], RateTable] = {}
+_MAX_TABLES = 64  # a sweep's batching grid fits; the oldest table goes first
 
 
-def rate_table(model: CapacityModel, params: BatchingParams, slo: SLO) -> RateTable:
-    """Cached per (profile, service scale, params, SLO): building one takes ~0.5 s."""
-    key = (model.profile, model.service_scale, params, slo)
+def rate_table(model: CapacityModel, params: BatchingParams, slo: SLO, truth: str = "des") -> RateTable:
+    """Cached per (profile, service scale, params, SLO, truth): a DES table takes ~1.5 s to measure
+    (T4 profile), an analytic one ~0.5 s."""
+    key = (model.profile, model.service_scale, params, slo, truth)
     hit = _TABLES.get(key)
     if hit is None:
-        hit = RateTable(model, params, slo)
+        hit = RateTable(model, params, slo, truth)
+        if len(_TABLES) >= _MAX_TABLES:
+            del _TABLES[next(iter(_TABLES))]
         _TABLES[key] = hit
     return hit
 

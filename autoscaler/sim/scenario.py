@@ -25,6 +25,8 @@ what was expected.
                                        #    the first 10 min without any: summary.json says so)
     mask_gaps: true                    # logging gaps become missing data, not zero load
     fidelity: fluid                    # or request
+    true_service_scale: 1.15           # the simulated replicas are 15 % slower than the spec's
+                                       #    profile says (default 1; the policy reads the profile)
     seed: 0
     policies: [predictive, hpa-cpu]    # default: every registered policy
     knobs: {predictive: {headroom: 0.1}}
@@ -65,6 +67,7 @@ KNOWN_KEYS = {
     "history_s",
     "mask_gaps",
     "fidelity",
+    "true_service_scale",
     "seed",
     "policies",
     "knobs",
@@ -90,6 +93,7 @@ class Scenario:
     history_s: float | None = None
     mask_gaps: bool = True
     fidelity: str = "fluid"
+    true_service_scale: float = 1.0  # the simulated replicas' speed relative to the spec's profile
     seed: int = 0
     policies: tuple[str, ...] = ()
     knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -196,6 +200,7 @@ def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = 
         history_s=_num(source, doc, "history_s"),
         mask_gaps=mask,
         fidelity=str(fidelity),
+        true_service_scale=_num(source, doc, "true_service_scale", positive=True) or 1.0,
         seed=_num(source, doc, "seed", integer=True) or 0,
         policies=tuple(pols),
         knobs={str(k): dict(v) for k, v in knobs.items()},

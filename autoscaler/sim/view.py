@@ -257,6 +257,9 @@ class PolicyContext:
     # The whole future offered load, per second, requests/s. Only clairvoyant policies
     # (`oracle`, `static-peak`) may read it; the engine checks that others do not declare it.
     future_rps: FloatArray | None = None
+    # The simulated replicas' real speed relative to the spec's profile (`engine.run(true_service_scale=)`);
+    # only clairvoyant policies are told it (others see 1.0 and must calibrate, as in a cluster).
+    true_service_scale: float = 1.0
 
 
 @dataclass(frozen=True)

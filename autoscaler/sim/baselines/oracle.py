@@ -5,8 +5,9 @@ whole future offered load (`PolicyContext.future_rps`, requests/s per second) an
 in `start()`:
 
 1. **Misses per replica count.** With n ready replicas in second t, the fluid model (the same
-   `sim/fluid.py` tables the engine serves with) says a_t·(1 − F(a_t/n)) requests miss the SLO
-   latency (late or rejected), F = `CapacityModel.fraction_within` at `slo.latency_ms`.
+   `sim/fluid.py` tables the engine serves with: the DES-measured truth at the replicas' real speed,
+   `PolicyContext.true_service_scale`) says a_t·(1 − F(a_t/n)) requests miss the SLO latency (late
+   or rejected), F = the tables' fraction of arrivals within `slo.latency_ms`.
 2. **Spend the miss budget where it saves most.** Attainment is a global budget: at most
    B = (1 − goal)·Σa misses over the whole replay (times `budget_fraction` < 1 as a safety
    margin for startup jitter). Time is cut into blocks of `block_s` seconds, one replica count
@@ -137,7 +138,8 @@ class OraclePolicy:
         self.start_s = ctx.start_s
         a = np.nan_to_num(np.asarray(ctx.future_rps, dtype=np.float64))
         spec = self.spec
-        model = CapacityModel(spec.profile)
+        # the replicas' real speed; ranking batching needs no exact one-server tail (the table has the truth)
+        model = CapacityModel(spec.profile, service_scale=ctx.true_service_scale, exact_tail=False)
         self.params = spec.batching.initial
         if spec.batching.tune:
             rate = model.capacity_at_slo_rps(self.params, spec.slo)

@@ -6,7 +6,9 @@ is an upper bound on cost for a fleet that never misses for lack of replicas.
 
 Per-replica capacity is the lower of `CapacityModel.capacity_at_slo_rps` (the SLO quantile's
 latency within the SLO) and the highest rate whose own fraction of requests within the SLO
-latency reaches the attainment goal, so even the peak second meets the goal.
+latency reaches the attainment goal, so even the peak second meets the goal. The latter reads the
+simulator's truth (`sim/fluid.py` tables measured with the DES, at the replicas' real speed,
+`PolicyContext.true_service_scale`); the former is the analytic planning model at that speed.
 Knob: `headroom` (extra fraction of capacity kept free; default 0).
 """
 
@@ -54,7 +56,8 @@ class StaticPeakPolicy:
     def start(self, ctx: PolicyContext) -> None:
         if ctx.future_rps is None:
             raise ValueError("static-peak is clairvoyant: the engine must pass future_rps")
-        cap = attainment_capacity_rps(self.spec) * (1.0 - self.headroom)
+        truth = CapacityModel(self.spec.profile, service_scale=ctx.true_service_scale)
+        cap = attainment_capacity_rps(self.spec, truth) * (1.0 - self.headroom)
         peak = float(np.nanmax(ctx.future_rps)) if len(ctx.future_rps) else 0.0
         n = self.spec.max_replicas if cap <= 0 else math.ceil(peak / cap - 1e-9)
         self.replicas = max(self.spec.min_replicas, min(self.spec.max_replicas, n))
