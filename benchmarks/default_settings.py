@@ -42,6 +42,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "default_settings.json"
 DAY_S = 86_400.0
 HALF_DAY_S = 43_200.0
 GOAL_NOTE = "goal: SLO attainment >= the spec's goal (99.9 % of requests within the latency SLO)"
+# settings of our surge reserve's budget share tried beside the default (core.surge.SURGE_BUDGET_SHARE)
+SURGE_SHARES = (0.125, 0.25, 1.0)
 ROW_KEYS = ("fold", "policy", "slo_attainment", "meets_slo", "replica_hours", "x_oracle")
 CAUSAL = ("predictive", "predictive-direct", "hpa-cpu", "hpa-rps", "keda", "kpa", "phpa")
 
@@ -96,6 +98,8 @@ def plan(folds: tuple[Fold, ...], policies: list[str], grid: bool) -> list[tuple
             if grid and pol in CAUSAL and pol != "predictive-direct":  # direct: its default only
                 default = sweep.default_knobs(pol, spec)  # already run as {} above
                 tasks.extend((fold, pol, k) for k in sweep.knob_grid(pol, spec) if k and k != default)
+                if pol == "predictive":  # the surge reserve's budget share, our second default
+                    tasks.extend((fold, pol, {"surge_share": x}) for x in SURGE_SHARES)
     slow = {"predictive": 0, "predictive-direct": 0, "kpa": 1, "phpa": 2}
     tasks.sort(key=lambda t: slow.get(t[1], 9))
     return tasks
@@ -140,6 +144,44 @@ def loto(rows: list[dict[str, Any]], folds: tuple[Fold, ...], oracle: dict[str, 
                     "x_oracle": r["replica_hours"] / oracle[fold.name],
                 }
             )
+    return out
+
+
+def chosen_on_tuning(
+    rows: list[dict[str, Any]], folds: tuple[Fold, ...], oracle: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Per causal policy: the setting the tuning folds choose (the LOTO rule over all of them), and how
+    it does on each held-out fold. This is how a default is chosen without looking at what is scored."""
+    tuning = [f.name for f in folds if f.tuning]
+    out: list[dict[str, Any]] = []
+    for pol in CAUSAL:
+        per: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in rows:
+            if r["policy"] == pol and "error" not in r:
+                per.setdefault(_key(r["knobs"]), {})[r["fold"]] = r
+        scored = [
+            (-sum(bool(v[f]["meets_slo"]) for f in tuning), sum(v[f]["replica_hours"] / oracle[f] for f in tuning), k)
+            for k, v in per.items()
+            if all(f in v for f in tuning)
+        ]
+        if not scored:
+            continue
+        met, cost, key = min(scored)
+        held = {f.name: per[key].get(f.name) for f in folds if not f.tuning}
+        out.append(
+            {
+                "policy": pol,
+                "knobs": json.loads(key),
+                "tuning_folds_met": -met,
+                "tuning_folds": len(tuning),
+                "tuning_mean_x_oracle": cost / len(tuning),
+                "held_out": {
+                    f: {"slo_attainment": r["slo_attainment"], "meets_slo": r["meets_slo"], "x_oracle": r["x_oracle"]}
+                    for f, r in held.items()
+                    if r is not None
+                },
+            }
+        )
     return out
 
 
@@ -221,6 +263,14 @@ def main() -> int:
                 cells.append(f"{r['slo_attainment'] * 100:.2f}% {r['x_oracle']:.2f}× {mark}")
             lt.add_row(fold.name, *cells)
         console.print(lt)
+    chosen = chosen_on_tuning(ok, folds, oracle) if not args.quick else []
+    for c in chosen:
+        held = c["held_out"]
+        met = sum(v["meets_slo"] for v in held.values())
+        console.print(
+            f"{c['policy']}: the tuning folds choose {json.dumps(c['knobs'])} (meets {c['tuning_folds_met']}/"
+            f"{c['tuning_folds']} tuning folds); on the held-out folds it meets {met}/{len(held)}"
+        )
     cheapest_default = cheapest_causal(default_rows)
     cheapest_loto = cheapest_causal(loto_rows) if loto_rows else {}
     console.print(f"cheapest causal policy meeting the goal at defaults: {cheapest_default}")
@@ -235,6 +285,7 @@ def main() -> int:
         ],
         "defaults": [{k: r.get(k) for k in (*ROW_KEYS, "tuning", "mode", "p99_ms", "rejected")} for r in default_rows],
         "loto": loto_rows,
+        "chosen_on_tuning_folds": chosen,
         "cheapest_causal_at_defaults": cheapest_default,
         "cheapest_causal_loto": cheapest_loto,
         "grid": [{k: r.get(k) for k in (*ROW_KEYS, "knobs")} for r in ok if not r["default"]],

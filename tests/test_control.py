@@ -92,8 +92,8 @@ def _history_at_forecast_step(history_1s: FloatArray, step_s: int) -> FloatArray
 @pytest.mark.kmock(cls=VersionedEmulator)
 async def test_daemon_loop_and_simulator_make_identical_decisions(kmock: VersionedEmulator) -> None:
     sc = load_scenario(ROOT / "simulations" / "nasa-60s-7d.yaml")
-    # 1 h of a busy afternoon, with the scenario's 14 days of history for the warm start
-    inp = load_inputs(sc, start_s=sc.start_s + 86_400 + 10 * 3600, duration_s=3600)
+    # 1 h around noon, with the scenario's 14 days of history for the warm start
+    inp = load_inputs(sc, start_s=sc.start_s + 86_400 + 12 * 3600, duration_s=3600)
     spec = replace(inp.spec, target=replace(inp.spec.target, namespace="ml", deployment="resnet"))
     policy = Recording(spec)
     await asyncio.to_thread(engine.run, inp.trace, spec, policy, history_rps=inp.history_rps)

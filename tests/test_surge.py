@@ -71,3 +71,29 @@ def test_decide_provisions_the_surge_reserve_over_the_lead_time() -> None:
     assert p.load_rps == pytest.approx(1000.0 * reserve.surge[k - 1])
     assert d.desired_replicas > plain.desired_replicas and d.binding is Binding.SURGE_RESERVE
     assert "surge reserve" in d.reason
+
+
+def test_the_reserve_never_exceeds_the_history_peak() -> None:
+    spec = ServingAutoscalerSpec(name="r", target=TargetRef("ml", "r", "r"), max_replicas=100)
+    flat = np.full(10, 1000.0)
+    fc = Forecast(
+        origin_s=0.0, step_s=60.0, mean=flat, lo=flat, hi=flat, level=0.95, model="flat",
+        surge=(4.0,) * 5, surge_cap_rps=1500.0,
+    )  # fmt: skip
+    obs = Observation(
+        time_s=0.0,
+        request_rate_rps=Signal.of(1000.0),
+        burst_rate_rps=Signal.of(1000.0),
+        rejected_rps=Signal.of(0.0),
+        current_replicas=4,
+        ready_replicas=4,
+        pending_replicas=0,
+    )
+    d, _ = decide(spec, State.initial(spec, 0.0, 4), obs, fc, now_s=0.0)
+    (p,) = [p for p in d.proposals if p.signal == "surge"]
+    assert p.load_rps == 1500.0 and "capped at the history's peak" in d.reason
+    # a load above the old peak is never cut below itself
+    above = replace(obs, request_rate_rps=Signal.of(2000.0), burst_rate_rps=Signal.of(2000.0))
+    d2, _ = decide(spec, State.initial(spec, 0.0, 4), above, fc, now_s=0.0)
+    (p2,) = [p for p in d2.proposals if p.signal == "surge"]
+    assert p2.load_rps == 2000.0

@@ -115,6 +115,7 @@ def decide(
         forecast=fc,
         lead_s=lead_s,
         surge_ratio=_surge_ratio(forecast, lead_s),
+        surge_cap_rps=forecast.surge_cap_rps if forecast is not None else None,
     )
     plan = plan_replicas(inputs, capacity_rps)
 

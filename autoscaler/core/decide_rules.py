@@ -119,6 +119,7 @@ class Inputs:
     forecast: ForecastUse | None
     lead_s: float
     surge_ratio: float | None = None  # core/surge.py: the load may climb this much over the lead time
+    surge_cap_rps: float | None = None  # ... but not above the highest load of the history
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,10 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
     p_obs = ceil_replicas(load, usable) if load is not None else None
     p_burst = ceil_replicas(burst, usable) if burst is not None else None
     surge = inp.surge_ratio
-    p_surge = ceil_replicas(load * surge, usable) if load is not None and surge is not None else None
+    surge_rps = None if load is None or surge is None else load * surge
+    if surge_rps is not None and load is not None and inp.surge_cap_rps is not None:
+        surge_rps = max(load, min(surge_rps, inp.surge_cap_rps))  # a reserve never exceeds the history's peak
+    p_surge = ceil_replicas(surge_rps, usable) if surge_rps is not None else None
 
     # --- burst guard (Knative panic mode) -------------------------------------------------
     ready = max(1, inp.ready_replicas)
@@ -175,8 +179,8 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
         proposals.append(Proposal("forecast", p_fc, fc.load_rps, _lead_text(fc.quantile, inp.lead_s, fc.model)))
     if load is not None and p_obs is not None:
         proposals.append(Proposal("observed", p_obs, load, "served + rejected, rate window"))
-    if load is not None and surge is not None and p_surge is not None:
-        proposals.append(Proposal("surge", p_surge, load * surge, f"observed × {surge:.2f} surge reserve"))
+    if surge_rps is not None and surge is not None and p_surge is not None:
+        proposals.append(Proposal("surge", p_surge, surge_rps, f"observed × {surge:.2f} surge reserve"))
     if burst is not None and p_burst is not None:
         state_txt = "over" if over else "under"
         detail = f"{state_txt} panic threshold {prov.panic_threshold:g}× capacity of {ready} ready pods"
@@ -324,8 +328,11 @@ def _driver_text(
         suffix = " (no forecast: reactive only)" if inp.forecast is None else ""
         return f"observed load {fmt_rps(inp.load_rps)} rps needs {p_obs} × {per}{suffix}"
     if driver == "surge" and inp.load_rps is not None and inp.surge_ratio is not None:
+        capped = ""
+        if inp.surge_cap_rps is not None and inp.load_rps * inp.surge_ratio > inp.surge_cap_rps:
+            capped = f", capped at the history's peak {fmt_rps(inp.surge_cap_rps)} rps"
         return (
-            f"observed load {fmt_rps(inp.load_rps)} rps × surge reserve {inp.surge_ratio:.2f} "
+            f"observed load {fmt_rps(inp.load_rps)} rps × surge reserve {inp.surge_ratio:.2f}{capped} "
             f"(the climb this target's history shows within {inp.lead_s:.0f} s) needs {p_surge} × {per}"
         )
     if driver == "burst" and inp.burst_rps is not None:

@@ -128,6 +128,7 @@ class Forecast:
     # surge reserve (core/surge.py): surge[k-1] = how far the load may climb over k steps above the
     # recent peak, learned from the history at the SLO's miss budget; () = not learned
     surge: tuple[float, ...] = ()
+    surge_cap_rps: float | None = None  # the surge reserve never provisions above the history's peak load
     # peak_step's answers per (steps, quantile): the forecast driver hands the same forecast to every
     # tick of one step, so each is computed once (a memo of a pure function, not state)
     _peaks: dict[tuple[int, int, float], tuple[float, int]] = field(

@@ -103,6 +103,7 @@ class ForecastDriver:
         self.surge_base_steps = max(1, round(surge_base_s / spec.step_s))
         self.surge_max_steps = max(1, math.ceil(surge_max_s / spec.step_s))
         self.surge: tuple[float, ...] = ()
+        self.surge_cap_rps: float | None = None
         self.fit_count = 0
         self.select_count = 0
         self.late_observations = 0
@@ -204,7 +205,7 @@ class ForecastDriver:
         missing = self._trailing_missing()
         if missing:
             note = f"{note}; last {missing} step(s) missing: state carried forward".lstrip("; ")
-        fc = replace(fc, note=note, surge=self.surge)
+        fc = replace(fc, note=note, surge=self.surge, surge_cap_rps=self.surge_cap_rps)
         self._cache = (key, fc)
         return fc
 
@@ -252,6 +253,8 @@ class ForecastDriver:
             self.surge = surge_ratios(
                 history, self.surge_max_steps, self.surge_budget, base_steps=self.surge_base_steps
             )
+            finite = history[np.isfinite(history)]
+            self.surge_cap_rps = float(finite.max()) if self.surge and len(finite) else None
         self.fit_count += 1
         self._cache = None
 
@@ -267,9 +270,12 @@ class ForecastDriver:
         return fit_model(FALLBACK_MODEL, y, self.step_s, self.season_length), note, True
 
 
-def driver_for(spec: ServingAutoscalerSpec, *, min_refit_interval_s: float | None = None) -> ForecastDriver:
-    """The forecast driver of one target, as the daemon and the simulator both build it."""
-    budget, base_s = surge_settings(spec)
+def driver_for(
+    spec: ServingAutoscalerSpec, *, min_refit_interval_s: float | None = None, surge_share: float | None = None
+) -> ForecastDriver:
+    """The forecast driver of one target, as the daemon and the simulator both build it
+    (`surge_share`: the simulator's what-if of `core.surge.SURGE_BUDGET_SHARE`)."""
+    budget, base_s = surge_settings(spec) if surge_share is None else surge_settings(spec, surge_share)
     return ForecastDriver(
         spec.forecaster, min_refit_interval_s=min_refit_interval_s, surge_budget=budget, surge_base_s=base_s
     )

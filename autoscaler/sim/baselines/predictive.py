@@ -24,8 +24,9 @@ Batching changes are rolled out by the daemon itself in both modes (the ConfigMa
 are ours, not the HPA's), so they reach the simulated cluster directly.
 
 Knobs (override the spec): `headroom` (main knob, swept), `forecast_quantile`, `tune_batching`
-(spec.batching.tune), `hpa_lag_s`. `min_refit_interval_s` is passed to the driver (None: its
-default, one season).
+(spec.batching.tune), `hpa_lag_s`, `surge_share` (the share of the SLO's miss allowance the surge
+reserve leaves above it, `core.surge.SURGE_BUDGET_SHARE` by default). `min_refit_interval_s` is
+passed to the driver (None: its default, one season).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class PredictivePolicy:
         hpa_lag_s: float = DEFAULT_HPA_LAG_S,
         hpa_behavior: Behavior | None = PUBLISHED_HPA_BEHAVIOR,
         hpa_tolerance: float = DEFAULT_TOLERANCE,
+        surge_share: float | None = None,
     ) -> None:
         prov = spec.provisioning
         if tune_batching is not None:
@@ -123,11 +125,16 @@ class PredictivePolicy:
         self.hpa_behavior = hpa_behavior
         self.hpa_tolerance = hpa_tolerance
         self.min_refit_interval_s = min_refit_interval_s
-        self.controller = PredictiveController(
-            self.spec, driver_for(self.spec, min_refit_interval_s=min_refit_interval_s)
-        )
+        if surge_share is not None and not (0.0 < surge_share <= 10.0):
+            raise ValueError(f"{self.name}.surge_share: expected a share in (0, 10] (got {surge_share})")
+        self.surge_share = surge_share
+        self.controller = self._controller()
         self.last_reason = ""
         self._reset_hop()
+
+    def _controller(self) -> PredictiveController:
+        driver = driver_for(self.spec, min_refit_interval_s=self.min_refit_interval_s, surge_share=self.surge_share)
+        return PredictiveController(self.spec, driver)
 
     def _reset_hop(self) -> None:
         self.hpa = HpaController(
@@ -144,9 +151,7 @@ class PredictivePolicy:
         return self.controller.state
 
     def start(self, ctx: PolicyContext) -> None:
-        self.controller = PredictiveController(
-            self.spec, driver_for(self.spec, min_refit_interval_s=self.min_refit_interval_s)
-        )
+        self.controller = self._controller()
         self.controller.warm_start(ctx.history_rps, ctx.start_s, step_s=ctx.history_step_s)
         self.controller.start(ctx.start_s, ctx.initial_replicas)
         self._reset_hop()
