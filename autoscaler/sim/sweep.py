@@ -47,6 +47,7 @@ from autoscaler.spec.types import ServingAutoscalerSpec
 OURS = ("predictive", "predictive-direct")  # the same knob: headroom (and forecast quantile below 0)
 RPS_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
 PREDICTIVE_LEAN_QUANTILES = (0.5, 0.8)  # tried at headroom 0, below the spec's quantile
+PREDICTIVE_LEAN_SURGE_SHARES = (0.5, 2.0)  # surge reserve budget shares above the default (0.125)
 CONSERVATIVE_STEP = 0.7  # each extension step sizes replicas for 0.7 x the load of the step before
 MAX_EXTENSION_STEPS = 8  # 0.7**8 = 6 % of the grid's most conservative load per replica
 
@@ -88,7 +89,13 @@ def knob_grid(policy: str, spec: ServingAutoscalerSpec) -> list[dict[str, Any]]:
         # "forecast quantile / headroom": headroom over the spec's forecast quantile, and below
         # headroom 0 (the least it can be) lower forecast quantiles
         lean = [{"forecast_quantile": q, "headroom": 0.0} for q in PREDICTIVE_LEAN_QUANTILES]
-        return lean + _with_default("headroom", [0.0, 0.05, 0.15, 0.25, 0.35, 0.5], default)
+        # and below that, a surge reserve that leaves more of the miss allowance to surges
+        leaner = [
+            {"forecast_quantile": q, "headroom": 0.0, "surge_share": share}
+            for share in PREDICTIVE_LEAN_SURGE_SHARES
+            for q in PREDICTIVE_LEAN_QUANTILES
+        ]
+        return leaner + lean + _with_default("headroom", [0.0, 0.05, 0.15, 0.25, 0.35, 0.5], default)
     return [{}]
 
 
