@@ -361,6 +361,10 @@ def _f(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 1)
 
 
+def _at(t_s: float | None) -> str:
+    return "none" if t_s is None else f"at {t_s} s"
+
+
 def summary_text(s: dict[str, Any]) -> str:
     r, ev = s["replicas"], s["scale_events"]
     att = s.get("slo_attainment")
@@ -373,8 +377,8 @@ def summary_text(s: dict[str, Any]) -> str:
         + ("-" if att is None else f"{att:.2%}")
         + f"   latency p50/p95/p99: {s.get('p50_ms')}/{s.get('p95_ms')}/{s.get('p99_ms')} ms",
         f"  replicas: initial {r['initial']}, max {r['max']} (at {r['peak_s']} s), final {r['final']}, min {r['min']}",
-        f"  scale events: {ev['up']} up, {ev['down']} down; first scale-up at {s['first_scale_up_s']} s, "
-        f"first scale-down at {s['first_scale_down_s']} s",
+        f"  scale events: {ev['up']} up, {ev['down']} down; first scale-up {_at(s['first_scale_up_s'])}, "
+        f"first scale-down {_at(s['first_scale_down_s'])}",
         f"  offered load: mean {s['offered_rps']['mean']} rps, peak {s['offered_rps']['peak']} rps "
         f"at {s['offered_rps']['peak_s']} s",
         "",

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import sys
+import textwrap
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -266,7 +267,7 @@ class LiveView:
         return (
             f"t={r['t_s']:4.0f}s load={r['offered_rps'] or 0:5.1f} obs={obs:>4} fc={fc:>4} rps | "
             f"replicas desired={r['desired']} ready={r['ready']} | p{slo.latency_quantile * 100:g}={lat:>5} ms "
-            f"(SLO {slo.latency_ms:g}) | {r['reason'][:150]}"
+            f"(SLO {slo.latency_ms:g}) | {textwrap.shorten(r['reason'], 150, placeholder=' …')}"
         )
 
     def _table(self) -> Any:
@@ -417,7 +418,8 @@ def verdict(s: dict[str, Any], spec: ServingAutoscalerSpec) -> str:
     """One line: did the replicas follow the load up and down, and did the SLO hold."""
     r = s["replicas"]
     att = s.get("slo_attainment")
-    att_text = "no requests answered" if att is None else f"SLO attainment {att:.1%}"
+    # two decimals, so 99.86 % never reads as the 99.9 % a goal may be (nor 99.97 % as 100 %)
+    att_text = "no requests answered" if att is None else f"SLO attainment {att * 100:.2f}%"
     target = spec.slo.attainment
     slo_ok = att is not None and att >= target
     slo_text = f"{att_text} ({'meets' if slo_ok else 'below'} the {target:.1%} target)"
