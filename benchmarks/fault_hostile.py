@@ -59,8 +59,10 @@ class Tally:
     writes_by_non_holder: int = 0
     notes: dict[str, int] = field(default_factory=dict)  # what happened, for the reader (not judged)
 
-    def answer(self, took_s: float, *, ok: bool, five_xx: bool = False) -> None:
+    def answer(self, took_s: float, *, ok: bool, five_xx: bool = False, outcome: str = "") -> None:
         self.requests += 1
+        if outcome:
+            self.notes[outcome] = self.notes.get(outcome, 0) + 1
         self.http_5xx += five_xx
         self.bad_answers += (not ok and not five_xx) or took_s > ANSWER_BOUND_S
         self.max_answer_s = max(self.max_answer_s, took_s)
@@ -130,12 +132,12 @@ async def _get(
         async with http.get(url, ssl=ctx, headers=AGGREGATOR, timeout=aiohttp.ClientTimeout(total=30)) as resp:
             await resp.read()
             code = resp.status
-        tally.answer(time.perf_counter() - t0, ok=code in ok_codes, five_xx=code >= 500)
+        tally.answer(time.perf_counter() - t0, ok=code in ok_codes, five_xx=code >= 500, outcome=f"http_{code}")
     except (aiohttp.ClientConnectionError, ssl.SSLError) as e:
         refused = tls_ok or isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-        tally.answer(time.perf_counter() - t0, ok=refused)
+        tally.answer(time.perf_counter() - t0, ok=refused, outcome="connection_refused")
     except TimeoutError:
-        tally.answer(time.perf_counter() - t0, ok=False)
+        tally.answer(time.perf_counter() - t0, ok=False, outcome="timeout")
 
 
 def _cert_case(which: str, ok_codes: Sequence[int]) -> Callable[[int], Awaitable[Tally]]:
@@ -171,7 +173,7 @@ async def slowloris(n: int) -> Tally:
             ok = True
         except TimeoutError:
             ok = False
-        tally.answer(time.perf_counter() - t0, ok=ok)
+        tally.answer(time.perf_counter() - t0, ok=ok, outcome="closed_by_server" if ok else "held")
         writer.close()
 
     try:
@@ -205,7 +207,9 @@ async def oversized(n: int) -> Tally:
             writer.close()
             code = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.") else 0  # 1.0 on parse errors
             status = b'"kind":"Status"' in data
-            tally.answer(time.perf_counter() - t0, ok=code == 400 and status, five_xx=code >= 500)
+            tally.answer(
+                time.perf_counter() - t0, ok=code == 400 and status, five_xx=code >= 500, outcome=f"http_{code}"
+            )
     finally:
         await srv.close()
     return tally
@@ -247,7 +251,9 @@ async def fuzz_paths(n: int) -> Tally:
         fields = {} if selector is None else {"labelSelector": selector, "metricLabelSelector": selector}
         t0 = time.perf_counter()
         resp = pool.request("GET", srv.url + (path or "/"), fields=fields, headers=AGGREGATOR)
-        tally.answer(time.perf_counter() - t0, ok=resp.status < 500, five_xx=resp.status >= 500)
+        tally.answer(
+            time.perf_counter() - t0, ok=resp.status < 500, five_xx=resp.status >= 500, outcome=f"http_{resp.status}"
+        )
 
     try:
         await asyncio.to_thread(one)
@@ -288,7 +294,7 @@ async def _rpc(stub: Any, req: Any, tally: Tally, ok: Sequence[grpc.StatusCode])
     except grpc.aio.AioRpcError as e:
         code = e.code()
     five = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
-    tally.answer(time.perf_counter() - t0, ok=code in ok, five_xx=five)
+    tally.answer(time.perf_counter() - t0, ok=code in ok, five_xx=five, outcome=f"grpc_{code.name}")
 
 
 def _keda_case(which: str) -> Callable[[int], Awaitable[Tally]]:
@@ -328,7 +334,12 @@ async def keda_fuzz(n: int) -> Tally:
     text = st.text(max_size=40) | st.sampled_from([NS, "resnet", "", "kube-system", "a" * 300])
 
     @settings(max_examples=n, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(name=text, namespace=text, meta=st.dictionaries(text, text, max_size=4), metric=text)
+    @given(
+        name=text,
+        namespace=text,
+        meta=st.dictionaries(st.sampled_from(["deployment", "namespace", "metricName"]) | text, text, max_size=4),
+        metric=text,
+    )
     def one(name: str, namespace: str, meta: dict[str, str], metric: str) -> None:
         ref = pb2.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=meta)
         t0 = time.perf_counter()
@@ -338,7 +349,7 @@ async def keda_fuzz(n: int) -> Tally:
         except grpc.RpcError as e:
             code = e.code()
         five = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
-        tally.answer(time.perf_counter() - t0, ok=code in FINE, five_xx=five)
+        tally.answer(time.perf_counter() - t0, ok=code in FINE, five_xx=five, outcome=f"grpc_{code.name}")
 
     try:
         await asyncio.to_thread(one)
