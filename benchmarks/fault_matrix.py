@@ -15,6 +15,10 @@ Kubernetes faults double it, so every fault tick tries to write through the fail
 faults replace the spec file the daemon's SpecWatcher polls (billion laughs, 5,000-deep nesting,
 a 5,000-digit number, a binary file, duplicate keys, a 2 MiB file), or add a tenant's custom
 resource in another namespace aimed at our target: the loop must keep serving the last good spec.
+Hostile-client rows (benchmarks/fault_hostile.py) attack the adapter's TLS + requestheader edge and
+the KEDA scaler's gRPC + client-cert edge with a bounded number of requests each (`ticks` counts
+requests, `max_tick_s` the slowest answer); the leader race runs two daemons on one Lease (`ticks`
+counts ticks, writes by the non-holder land in `writes_after_lease_loss`).
 Columns, each counted, never inferred:
   ticks, crashes (exceptions out of tick()), tracebacks (log records carrying exc_info),
   unsafe_scale_downs (replica decreases under a Prometheus or spec fault, whose true load is unchanged),
@@ -22,7 +26,9 @@ Columns, each counted, never inferred:
   writes_after_lease_loss (scale/Deployment PATCHes sent by a replica after its lease ended),
   cross_namespace (writes to any namespace but the target's and the Lease's, plus fault ticks on
     which the loop ran any spec but the operator's own for the target),
-  http_5xx (adapter answers >= 500 and KEDA INTERNAL/UNKNOWN), max_tick_s (wall time).
+  http_5xx (adapter answers >= 500 and KEDA INTERNAL/UNKNOWN), max_tick_s (wall time),
+  bad_answers (a hostile request accepted, refused the wrong way, or answered after
+    fault_hostile.ANSWER_BOUND_S; a leader-race tick on which both daemons held leadership).
 Every "bad" column must read 0.
 
     PYTHONPATH=. .venv/bin/python benchmarks/fault_matrix.py [--ticks 4] [--only prom-nan,k8s-409]
@@ -51,6 +57,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+import fault_hostile  # noqa: E402 (sibling modules; they import the test helpers above)
+import fault_leaders  # noqa: E402
 from test_runtime_kubeemu import (  # noqa: E402 (the emulator lives with the tests)
     DEPLOYMENTS,
     EVENTS,
@@ -168,11 +176,13 @@ class Row:
     writes_after_lease_loss: int = 0
     cross_namespace: int = 0
     http_5xx: int = 0
+    bad_answers: int = 0
     max_tick_s: float = 0.0
     replicas: list[int] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)
 
     BAD = ("crashes", "tracebacks", "unsafe_scale_downs", "out_of_bounds", "writes_after_lease_loss",
-           "cross_namespace", "http_5xx")  # fmt: skip
+           "cross_namespace", "http_5xx", "bad_answers")  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -185,7 +195,7 @@ Hook = Callable[[Any], Awaitable[None]]
 @dataclass(frozen=True)
 class Fault:
     name: str
-    group: str  # "prometheus", "kubernetes" or "spec"
+    group: str  # "prometheus", "kubernetes", "spec", "hostile" (adapter), "keda" or "leaders"
     prom_mode: str = "healthy"
     hook: Callable[[VersionedEmulator, ManualClock, LeaseElector], Hook] | None = None
     mode: Mode = Mode.DIRECT
@@ -284,7 +294,36 @@ FAULTS: list[Fault] = [
         for name, (data, _) in sorted(HOSTILE.items())
     ),
     Fault("spec-cr-other-namespace", "spec", setup=_tenant_takeover),
+    *(Fault(name, name.split("-")[0]) for name in fault_hostile.HOSTILE_CASES),
+    Fault("leader-race", "leaders"),
 ]
+EDGE_GROUPS = ("hostile", "keda", "leaders")
+
+
+async def run_edge_fault(fault: Fault, *, scale: float) -> Row:
+    """A hostile-client or leader-race row: fault_hostile's tally, tracebacks counted here."""
+    row = Row(fault.name, fault.group)
+    n = round(fault_hostile.HOSTILE_N.get(fault.name, fault_hostile.DEFAULT_N) * scale)
+    n = max(n, fault_hostile.MIN_N.get(fault.name, 1))
+    counter = TracebackCounter()
+    root = logging.getLogger()
+    root.addHandler(counter)
+    level, root.level = root.level, logging.DEBUG
+    try:
+        if fault.group == "leaders":
+            tally = await fault_leaders.leader_race(n, SPEC)
+        else:
+            tally = await fault_hostile.HOSTILE_CASES[fault.name](n)
+    except Exception:
+        row.crashes += 1
+        tally = fault_hostile.Tally()
+    finally:
+        root.removeHandler(counter)
+        root.level = level
+    row.ticks, row.http_5xx, row.bad_answers = tally.requests, tally.http_5xx, tally.bad_answers
+    row.writes_after_lease_loss, row.notes = tally.writes_by_non_holder, tally.notes
+    row.tracebacks, row.max_tick_s = counter.count, round(tally.max_answer_s, 3)
+    return row
 
 
 # ---------------------------------------------------------------------- one fault
@@ -416,12 +455,16 @@ async def run_fault(fault: Fault, *, warmup: int, ticks: int) -> Row:
     return row
 
 
-async def run_matrix(names: list[str] | None, *, warmup: int, ticks: int) -> list[Row]:
+async def run_matrix(names: list[str] | None, *, warmup: int, ticks: int, edge_scale: float = 1.0) -> list[Row]:
+    """`edge_scale` scales the request counts of the hostile-client and leader-race rows."""
     rows = []
     for fault in FAULTS:
         if names and fault.name not in names:
             continue
-        rows.append(await run_fault(fault, warmup=warmup, ticks=ticks))
+        if fault.group in EDGE_GROUPS:
+            rows.append(await run_edge_fault(fault, scale=edge_scale))
+        else:
+            rows.append(await run_fault(fault, warmup=warmup, ticks=ticks))
     return rows
 
 
@@ -443,6 +486,7 @@ def main() -> int:
         "machine": platform.platform(),
         "warmup_ticks": args.warmup,
         "fault_ticks": args.ticks,
+        "answer_bound_s": fault_hostile.ANSWER_BOUND_S,
         "rows": [asdict(r) for r in rows],
         "all_bad_columns_zero": all(r.ok for r in rows),
     }

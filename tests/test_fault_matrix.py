@@ -1,7 +1,8 @@
 """A smaller run of benchmarks/fault_matrix.py: every bad column reads 0, and the counters count.
 
 The matrix drives the real loop, actuator, elector, adapter and KEDA scaler through faults; here a
-few of each group run for 2 ticks. The counters are checked to be able to fail (a logged
+few of each group run for 2 ticks, and every hostile-client row plus the leader race at 1/20 of
+the benchmark's request counts (at least one request each). The counters are checked to be able to fail (a logged
 traceback and a Deployment write after the lease ended are counted), so a 0 is a measurement.
 """
 
@@ -28,6 +29,7 @@ SMALL = [
     "spec-deep",
     "spec-cr-other-namespace",
 ]
+EDGE = [f.name for f in fm.FAULTS if f.group in fm.EDGE_GROUPS]
 
 
 async def test_small_fault_matrix_has_no_bad_counts() -> None:
@@ -37,6 +39,26 @@ async def test_small_fault_matrix_has_no_bad_counts() -> None:
         assert r.ticks == 2
         assert r.ok, {c: getattr(r, c) for c in fm.Row.BAD}
         assert r.max_tick_s < fm.PERIOD_S  # every tick fits its decision period
+
+
+async def test_hostile_clients_and_racing_leaders_have_no_bad_counts() -> None:
+    rows = await fm.run_matrix(EDGE, warmup=0, ticks=0, edge_scale=0.05)
+    assert sorted(r.fault for r in rows) == sorted(EDGE)
+    for r in rows:
+        assert r.ticks >= 1
+        assert r.ok, (r.fault, {c: getattr(r, c) for c in fm.Row.BAD})
+        assert r.max_tick_s <= fm.fault_hostile.ANSWER_BOUND_S
+    race = next(r for r in rows if r.fault == "leader-race")
+    assert race.notes["handovers"] >= 1 and race.notes["deployment_writes"] >= 1  # the race did happen
+
+
+async def test_the_edge_counters_can_count() -> None:
+    """A legitimate client's 200 where a refusal was required is a bad answer; daemons that
+    ignore the Lease write as non-holders."""
+    accepted = await fm.fault_hostile._cert_case("client", (401,))(2)
+    assert accepted.bad_answers == 2
+    race = await fm.fault_leaders.leader_race(12, fm.SPEC, trust_lease=False)
+    assert race.writes_by_non_holder > 0
 
 
 def test_the_counters_can_count() -> None:
@@ -56,8 +78,8 @@ def test_the_counters_can_count() -> None:
 
 def test_every_fault_group_is_present_and_names_are_unique() -> None:
     names = [f.name for f in fm.FAULTS]
-    assert len(names) == len(set(names)) >= 25
-    assert {f.group for f in fm.FAULTS} == {"prometheus", "kubernetes", "spec"}
+    assert len(names) == len(set(names)) >= 30
+    assert {f.group for f in fm.FAULTS} == {"prometheus", "kubernetes", "spec", "hostile", "keda", "leaders"}
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
