@@ -9,7 +9,8 @@ template out with surge and maxUnavailable 0. Between decisions the cluster serv
 second by second, in one of two fidelities:
 
 * `fluid`: per-second steady state from tables measured with the exact batching DES (`sim/fluid.py`,
-  `sim/truth.py`), vectorized over each decision period — a 7-day 1 s replay takes seconds;
+  `sim/truth.py`), vectorized over each decision period — a 7-day 1 s replay takes seconds; an
+  overload's queue is carried across seconds as backlog (`fluid.backlog_scan`);
 * `request`: every request through the exact batching DES (`sim/reqlevel.py`).
 
 Fluid mode serves ahead of the policy: most ticks change nothing, and then the cluster's next
