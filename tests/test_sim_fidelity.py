@@ -65,38 +65,25 @@ def test_fidelities_agree_under_the_same_policy(
     assert abs(fluid["replica_hours"] / exact["replica_hours"] - 1.0) <= 0.01
 
 
-@pytest.mark.parametrize(
-    "replicas",
-    [
-        1,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="fluid has no backlog memory across seconds: after an overload the exact replicas "
-                "drain a ~4 s queue (p99 ~4 s at 0.8-0.9 of capacity, 203 s of this window) that fluid's "
-                "per-second steady state ignores; attainment 0.295 fluid vs 0.158 exact. Needs the fluid "
-                "server to carry backlog (beyond the DES-built RateTable change); the old exact server "
-                "agreed only because it lost its backlog at every 15 s period",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("replicas", [1, 2])
 def test_fidelities_agree_on_an_undersized_fleet(window: tuple[Inputs, np.ndarray, np.ndarray], replicas: int) -> None:
     """Overload is where a fluid model usually breaks: misses and rejections must still agree."""
     inp, arrivals, counts = window
     spec = replace(inp.spec, min_replicas=1)
     fluid = engine.run_rates(counts, spec, Fixed(replicas), seed=1).summary
     exact = engine.run_rates(counts, spec, Fixed(replicas), fidelity="request", arrivals_s=arrivals, seed=1).summary
-    # (2 replicas: peaks at ~1.5x capacity, where the fluid model's seconds carry no backlog; measured
-    # 0.313 vs 0.337 with the window scaled to the exact-tail capacity, 0.275 vs 0.295 before)
+    # (2 replicas: peaks at ~1.5x capacity; the queue built in overload drains for seconds after it,
+    # which the fluid server carries as backlog: attainment 0.179 fluid vs 0.181 exact, rejected
+    # 1.03x exact; 0.313 and 1.24x while each fluid second was an independent steady state)
     assert abs(fluid["slo_attainment"] - exact["slo_attainment"]) <= 0.03
+    assert exact["rejected"] > 0.05 * exact["requests"], "the fleet must be overloaded here"
     if replicas == 1:
-        assert exact["rejected"] > 0.05 * exact["requests"], "one replica must be overloaded here"
         # In deep overload (one replica at ~2x its capacity) the queue stays full and both reject
         # the excess: fluid / exact = 1.002 (it read 1.31 while the exact server restarted each
         # replica with free threads at every decision period).
         assert 1.0 <= fluid["rejected"] / exact["rejected"] <= 1.5
+    else:
+        assert abs(fluid["rejected"] / exact["rejected"] - 1.0) <= 0.10
 
 
 @pytest.mark.parametrize("load_fraction", [0.3, 0.7])

@@ -9,7 +9,8 @@ template out with surge and maxUnavailable 0. Between decisions the cluster serv
 second by second, in one of two fidelities:
 
 * `fluid`: per-second steady state from tables measured with the exact batching DES (`sim/fluid.py`,
-  `sim/truth.py`), vectorized over each decision period — a 7-day 1 s replay takes seconds;
+  `sim/truth.py`), vectorized over each decision period — a 7-day 1 s replay takes seconds; an
+  overload's queue is carried across seconds as backlog (`fluid.backlog_scan`);
 * `request`: every request through the exact batching DES (`sim/reqlevel.py`).
 
 Fluid mode serves ahead of the policy: most ticks change nothing, and then the cluster's next
@@ -43,13 +44,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.core.types import FloatArray
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.baselines.base import Policy
 from autoscaler.sim.cluster import Cluster, Pod
-from autoscaler.sim.fluid import REPORT_QUANTILES, RateTable, quantiles_from_cdf, rate_table
+from autoscaler.sim.fluid import (
+    LATENCY_GRID_MS,
+    REPORT_QUANTILES,
+    RateTable,
+    backlog_scan,
+    quantiles_from_cdf,
+    rate_table,
+    uniform_cdf,
+)
 from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
 from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
@@ -366,6 +376,14 @@ class _Serving:
         self.requests: RequestServer | None = None
         self._last_params: BatchingParams | None = None
         self._last_table: RateTable | None = None
+        # fluid backlog (`fluid.backlog_scan`), per timeline index: requests queued at the end of each
+        # second, and for the seconds served as a queue their first/last accepted latency (NaN: the
+        # steady-state tables serve it). Re-served seconds overwrite theirs: rewinding needs no undo.
+        size = len(tl.arrivals)
+        self.backlog_end = np.zeros(size)
+        self.queue_lat0_ms = np.full(size, np.nan)
+        self.queue_lat1_ms = np.full(size, np.nan)
+        self._backlog_dirty_to = 0  # indices from here on hold no backlog record (nothing to clear)
         if fidelity == "request":
             assert arrivals_s is not None
             arr = np.asarray(arrivals_s, dtype=np.float64)
@@ -423,21 +441,39 @@ class _Serving:
         n_other = len(self.other_groups)
         self._walk(cluster, t0, t1)
         i0, i1 = tl.index(t0), tl.index(t1)
-        if i1 - i0 <= _SCALAR_SERVE_S and len(self.other_groups) == n_other:
+        uniform = len(self.other_groups) == n_other
+        if i1 - i0 <= _SCALAR_SERVE_S and uniform:
             # a short period on one batching configuration: plain floats beat numpy's per-call
             # overhead; rejected_one and Timeline.close are bit-identical to the array paths
-            one = self.table(self.params0).rejected_one
+            tb = self.table(self.params0)
+            one = tb.rejected_one
             arr_l = tl.arrivals[i0:i1].tolist()
-            rej_l = [one(a1, r1) for a1, r1 in zip(arr_l, tl.ready[i0:i1].tolist(), strict=True)]
+            ready_l = tl.ready[i0:i1].tolist()
+            rej_l = [one(a1, r1) for a1, r1 in zip(arr_l, ready_l, strict=True)]
+            mu = tb.mu_rps
+            over = [
+                i for i, (a1, r1) in enumerate(zip(arr_l, ready_l, strict=True)) if a1 / (r1 if r1 > 1.0 else 1.0) > mu
+            ]
+            self._carry_backlog(tb, i0, i1, arr_l, ready_l, over, rej_l)
             tl.rejected[i0:i1] = rej_l
             tl.served[i0:i1] = [a1 - r1 for a1, r1 in zip(arr_l, rej_l, strict=True)]
             tl.close(i0, i1)
             return
         arr = tl.arrivals[i0:i1]
         ready = tl.ready[i0:i1]
-        if len(self.other_groups) == n_other:
-            rej = self.table(self.params0).rejected_count(arr, ready)
+        if uniform:
+            tb = self.table(self.params0)
+            rej = tb.rejected_count(arr, ready)
+            over_a = np.flatnonzero(arr / np.maximum(ready, 1.0) > tb.mu_rps)
+            if len(over_a) or (i0 > 0 and self.backlog_end[i0 - 1] > 0):
+                rej_l = rej.tolist()
+                self._carry_backlog(tb, i0, i1, arr.tolist(), ready.tolist(), over_a.tolist(), rej_l)
+                rej = np.asarray(rej_l)
+            else:
+                self._carry_backlog(tb, i0, i1, [], [], [], [])
         else:
+            # a rollout (pods on several batching configurations): steady state only, no backlog
+            self._clear_backlog(i0, i1)
             counts = self._group_counts(i0, i1, self.other_groups[n_other:])
             rej = np.where(ready <= 0, arr, 0.0)
             for params, cnt in counts.items():
@@ -447,8 +483,43 @@ class _Serving:
         tl.served[i0:i1] = arr - rej
         tl.close(i0, i1)
 
+    def _carry_backlog(
+        self,
+        tb: RateTable,
+        i0: int,
+        i1: int,
+        arr_l: list[float],
+        ready_l: list[float],
+        over: list[int],
+        rej_l: list[float],
+    ) -> None:
+        """Run `fluid.backlog_scan` over indices [i0, i1) (empty lists: no second over capacity and no
+        backlog); overwrite `rej_l` for the seconds served as a queue and record their latencies."""
+        self._clear_backlog(i0, i1)
+        b0 = float(self.backlog_end[i0 - 1]) if i0 > 0 else 0.0
+        if not over and b0 <= 0.0:
+            return
+        q = backlog_scan(tb, arr_l, ready_l, over, b0)
+        if not q.idx:
+            return
+        for j, r in zip(q.idx, q.rejected, strict=True):
+            rej_l[j] = r
+        idx = np.asarray(q.idx, dtype=np.int64) + i0
+        self.queue_lat0_ms[idx] = q.lat0_ms
+        self.queue_lat1_ms[idx] = q.lat1_ms
+        self.backlog_end[idx] = q.backlog_end
+        self._backlog_dirty_to = max(self._backlog_dirty_to, i1)
+
+    def _clear_backlog(self, i0: int, i1: int) -> None:
+        """Forget the backlog records of indices [i0, i1) (seconds served again after a rewind)."""
+        if i0 < self._backlog_dirty_to:
+            self.backlog_end[i0:i1] = 0.0
+            self.queue_lat0_ms[i0:i1] = np.nan
+            self.queue_lat1_ms[i0:i1] = np.nan
+
     def rewind_to(self, t: int) -> None:
-        """Forget the batching groups recorded for seconds from `t` on (they are served again)."""
+        """Forget the batching groups recorded for seconds from `t` on (they are served again). The
+        backlog needs no undo: serving from `t` reads the backlog at `t - 1` and overwrites the rest."""
         cut = self.tl.index(t)
         self.other_groups = [(lo, min(hi, cut), p, c) for lo, hi, p, c in self.other_groups if lo < cut]
 
@@ -508,6 +579,8 @@ class _Serving:
         cols = ("within", "lat_q", "p50", "p99", "mean", "batch", "busy")
         acc = {k: np.zeros(i1 - i0) for k in cols}
         cdf: FloatArray | None = None
+        lat0 = self.queue_lat0_ms[i0:i1]
+        queued = ~np.isnan(lat0)  # seconds served as a fluid queue (params0 only), filled below
         for params, cnt in counts.items():
             if not (cnt > 0).any():
                 continue
@@ -526,7 +599,8 @@ class _Serving:
             ):
                 acc[k] += np.nan_to_num(v) * share
             r = np.divide(a_g, cnt, out=np.zeros_like(cnt), where=cnt > 0)
-            weights = np.where(cnt > 0, a_g, 0.0) if scored is None else np.where((cnt > 0) & scored, a_g, 0.0)
+            keep = (cnt > 0) & ~queued
+            weights = np.where(keep, a_g, 0.0) if scored is None else np.where(keep & scored, a_g, 0.0)
             c = tb.run_cdf(tb.cdf_weights(r, weights))
             cdf = c if cdf is None else cdf + c
         none = ready <= 0
@@ -538,7 +612,33 @@ class _Serving:
         tl.mean_latency_ms[i0:i1] = acc["mean"] + nan
         tl.mean_batch[i0:i1] = acc["batch"] + nan
         tl.busy[i0:i1] = acc["busy"]
+        if queued.any():
+            cdf = self._fill_queued(i0, np.flatnonzero(queued), cdf, scored)
         return cdf
+
+    def _fill_queued(
+        self, i0: int, rel: npt.NDArray[np.int64], cdf: FloatArray | None, scored: BoolArray | None
+    ) -> FloatArray:
+        """Columns of the seconds served as a fluid queue: accepted requests' latencies are uniform
+        between the first and last one's (`fluid.backlog_scan`), the replicas busy on full batches."""
+        tl = self.tl
+        idx = rel + i0
+        l0, l1 = self.queue_lat0_ms[idx], self.queue_lat1_ms[idx]
+        lo, width = np.minimum(l0, l1), np.abs(l1 - l0)
+        accepted = tl.arrivals[idx] - tl.rejected[idx]
+        q = self.spec.slo.latency_quantile
+        tl.within_slo[idx] = accepted * uniform_cdf(l0, l1, np.array([self.spec.slo.latency_ms]))[:, 0]
+        tl.latency_q_ms[idx] = lo + q * width
+        tl.p50_ms[idx] = lo + 0.5 * width
+        tl.p99_ms[idx] = lo + 0.99 * width
+        tl.mean_latency_ms[idx] = lo + 0.5 * width
+        tl.mean_batch[idx] = float(self.params0.max_batch_size)
+        tl.busy[idx] = 1.0
+        w = accepted if scored is None else np.where(scored[rel], accepted, 0.0)
+        out = np.zeros(len(LATENCY_GRID_MS)) if cdf is None else cdf
+        for c in range(0, len(idx), 8192):  # rows x grid, in bounded chunks
+            out = out + w[c : c + 8192] @ uniform_cdf(l0[c : c + 8192], l1[c : c + 8192], LATENCY_GRID_MS)
+        return out
 
 
 def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: float) -> dict[str, Any]:

@@ -6,10 +6,14 @@ configuration on a per-replica rate grid and answers whole arrays of seconds wit
 The answers are the simulated server's truth, measured with the exact batch-queue DES under
 Poisson arrivals (`sim/truth.py`) — never the controller's own analytic model, so a policy meets
 the model error it would meet in a cluster. `truth="analytic"` tabulates `core/capacity.py`
-instead (the old behaviour, kept for comparisons and tests). Each second is treated as a steady
-state at that second's rate (queueing within the second and rejections when the batch queue is
-full are in the tables); backlog carried across seconds is not modelled, which
-`tests/test_sim_fidelity.py` bounds against the request-level DES.
+instead (the old behaviour, kept for comparisons and tests). A second without backlog is a steady
+state at that second's rate (queueing within the second is in the tables). Overload is not: once a
+replica's rate exceeds its max throughput the excess queues in TF Serving's batch queue (up to
+max_enqueued_batches x max_batch_size requests; beyond it requests are rejected, as TF Serving's
+`BatchResource` rejects when the queue is full) and drains for seconds after the load drops, so
+`backlog_scan` carries that queue from second to second (a fluid queue: the backlog is served
+first, each request waits behind it). `tests/test_sim_fidelity.py` bounds both against the
+request-level DES.
 
 Also owns the run-level latency distribution: a 2-D table P(latency ≤ x | per-replica rate)
 mixed with the arrival-weighted rate histogram gives the exact (to grid resolution) p50/p95/p99
@@ -144,6 +148,9 @@ class RateTable:
         self.p50 = cols.p50
         self.p99 = cols.p99
         self.service_ms_at_batch = np.array([model.service.ms(b) for b in self.batch])
+        # the carried backlog (`backlog_scan`): a saturated replica serves full batches
+        self.full_batch_ms = float(model.service.ms(params.max_batch_size))
+        self.queue_cap = float(params.max_enqueued_batches * params.max_batch_size)
         # run-level CDF table (the analytic truth uses a coarser rate grid than its columns)
         self.cdf_rates = cols.cdf_rates
         self.cdf = cols.cdf
@@ -242,6 +249,83 @@ class RateTable:
         """P(latency ≤ LATENCY_GRID_MS[j]) mixed over the weights (unnormalized)."""
         out: FloatArray = grid_weights @ self.cdf
         return out
+
+
+@dataclass
+class BacklogSeconds:
+    """The seconds of one span served as a fluid queue (`backlog_scan`): span-relative index, requests
+    rejected, and the latency (ms) of the first and the last accepted request (the queue ahead of an
+    arrival grows or shrinks linearly across the second, so latencies are uniform between the two)."""
+
+    idx: list[int]
+    rejected: list[float]
+    lat0_ms: list[float]
+    lat1_ms: list[float]
+    backlog_end: list[float]  # requests queued (all replicas) at the end of the second
+
+
+def backlog_scan(
+    table: RateTable, arrivals: list[float], ready: list[float], over: list[int], backlog0: float
+) -> BacklogSeconds:
+    """Carry the batch-queue backlog across the seconds of one span (plain floats: a sequential scan).
+
+    `over`: sorted span-relative indices of the seconds whose per-replica rate exceeds `table.mu_rps`
+    (the only seconds where a backlog can start); `backlog0`: requests queued at the span's start.
+    A second with a backlog (or over capacity) serves the backlog first at the max throughput, queues
+    the excess of its arrivals up to the queue capacity and rejects the rest; a second without one is
+    left to the steady-state tables. A backlog under one batch per replica clears within a batch time
+    and is dropped. Every quantity is per replica times the ready count, so a change of the ready
+    count spreads the backlog over the replicas that remain (those removed take their share with them).
+    """
+    mu = table.mu_rps
+    cap = table.queue_cap
+    drop = float(table.params.max_batch_size)
+    ms_per_req = 1000.0 / mu
+    svc = table.full_batch_ms
+    out = BacklogSeconds([], [], [], [], [])
+    b_total = backlog0
+    i, n_s, k = 0, len(arrivals), 0
+    while i < n_s:
+        if b_total <= 0.0:  # jump to the next second over capacity
+            while k < len(over) and over[k] < i:
+                k += 1
+            if k == len(over):
+                break
+            i = over[k]
+        ready_i = ready[i]
+        if ready_i <= 0:  # no replica: the queue is gone, the table rejects every arrival
+            b_total = 0.0
+            i += 1
+            continue
+        n = ready_i if ready_i > 1.0 else 1.0
+        r = arrivals[i] / n
+        q0 = min(b_total / n, cap)  # fewer replicas: those removed took their queue (bounds rej by r)
+        q1 = q0 + r - mu
+        if r <= mu and q0 < drop:
+            b_total = 0.0
+            continue  # the steady state serves this second (i is revisited with no backlog)
+        rej = 0.0
+        if q1 > cap:
+            rej, q1 = q1 - cap, cap
+        elif q1 < 0.0:
+            q1 = 0.0
+        out.idx.append(i)
+        out.rejected.append(rej * n)
+        out.lat0_ms.append(q0 * ms_per_req + svc)
+        out.lat1_ms.append(q1 * ms_per_req + svc)
+        b_total = q1 * n
+        out.backlog_end.append(b_total)
+        i += 1
+    return out
+
+
+def uniform_cdf(lat0_ms: FloatArray, lat1_ms: FloatArray, x_ms: FloatArray) -> FloatArray:
+    """P(latency ≤ x) for latencies uniform between lat0 and lat1 (either order); rows × x."""
+    lo = np.minimum(lat0_ms, lat1_ms)[:, None]
+    width = np.abs(lat1_ms - lat0_ms)[:, None]
+    x = np.asarray(x_ms, dtype=np.float64)[None, :]
+    out: FloatArray = np.where(width > 0, np.clip((x - lo) / np.maximum(width, 1e-12), 0.0, 1.0), x >= lo)
+    return out
 
 
 def interp_one(x: float, xs: list[float], ys: list[float]) -> float:
