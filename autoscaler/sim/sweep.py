@@ -326,7 +326,12 @@ def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     scenarios = sorted({r["scenario"] for r in rows})
     for sc in scenarios:
         mine = [r for r in rows if r["scenario"] == sc and "error" not in r]
-        oracle = min((r["replica_hours"] for r in mine if r["policy"] == "oracle" and r["meets_slo"]), default=math.nan)
+        # the oracle plans on steady-state tables; against a truth with backlog it can fall just short of
+        # the goal: it stays the yardstick (its own attainment is reported beside every row)
+        oracles = [r for r in mine if r["policy"] == "oracle"]
+        meeting = [r for r in oracles if r["meets_slo"]] or oracles
+        oracle = min((r["replica_hours"] for r in meeting), default=math.nan)
+        oracle_attainment = max((r["slo_attainment"] for r in oracles), default=math.nan)
         for pol in sorted({r["policy"] for r in rows if r["scenario"] == sc}):
             runs = [r for r in mine if r["policy"] == pol]
             ok = [r for r in runs if r["meets_slo"]]
@@ -347,6 +352,7 @@ def best_by_policy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "best_replica_hours": best["replica_hours"] if best else None,
                     "best_attainment": best["slo_attainment"] if best else None,
                     "x_oracle": (best["replica_hours"] / oracle) if best and oracle == oracle else None,
+                    "oracle_attainment": oracle_attainment,
                     "best_attainment_reached": closest["slo_attainment"] if closest else None,
                     "settings_extended": sum(1 for r in runs if r.get("extension_step", 0) > 0),
                     "never_meets_reason": reason,
