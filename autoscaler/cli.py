@@ -31,7 +31,7 @@ HELP: dict[str, str] = {
     "forecast": "fit the forecasters on a trace and print a backtest / forecast",
     "validate": "validate ServingAutoscaler spec files",
     "run": "run the in-cluster daemon",
-    "emulate": "start TF Serving emulator replicas (and optionally replay a trace against them)",
+    "emulate": "start TF Serving emulator replicas (and optionally send Poisson load at them)",
     "generate": "regenerate the generated manifests (CRD, Grafana dashboard, Prometheus rules)",
 }
 
@@ -52,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # First pass finds the command; the command module then adds its own arguments.
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        parser.parse_args(argv or ["--help"])
+    if not argv:  # no command is a usage error (exit 2), with the list of commands
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # --help exits 0, an unknown command exits 2 with argparse's message
         return 2
     name = argv[0]
     mod = importlib.import_module(f"autoscaler.commands.{COMMANDS[name]}")

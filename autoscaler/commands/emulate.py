@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dcgm-port", type=int, default=None, help="also serve a fake DCGM exporter on this port")
     parser.add_argument("--spec", default=None, help="ServingAutoscaler spec file (batching, profile, model)")
-    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--namespace", default="default", help="namespace label on the metrics (default: default)")
     parser.add_argument("--startup-delay-s", type=float, default=0.0, help="LOADING time before AVAILABLE")
     parser.add_argument("--time-scale", type=float, default=1.0, help="k: serve k times faster than the profile")
     parser.add_argument("--rate-rps", type=float, default=0.0, help="also send Poisson load at this rate")
