@@ -315,6 +315,8 @@ def test_hpa_tolerance_holds_a_change_within_ten_percent() -> None:
 def test_hpa_mode_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="hpa_lag_s"):
         PredictivePolicy(_spec(), hpa_lag_s=15)
+    with pytest.raises(ValueError, match=r"predictive-direct.surge_share: expected a share in \(0, 10\] \(got 0\)"):
+        PredictiveDirectPolicy(_spec(), surge_share=0)
     assert PredictiveDirectPolicy(_spec()).mode is Mode.DIRECT
     assert PredictivePolicy(_spec(mode=Mode.DIRECT)).mode is Mode.DIRECT
     assert PredictivePolicy(_spec()).mode is Mode.HPA

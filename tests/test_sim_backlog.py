@@ -3,15 +3,13 @@ a full queue rejects the excess, and the queue drains (with its wait) after the 
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import pytest
+from fixed_policy import Fixed
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
 from autoscaler.sim.fluid import RateTable, backlog_scan, rate_table
-from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
 
 SPEC = ServingAutoscalerSpec(name="t", target=TargetRef("ns", "d", "m"), min_replicas=1, max_replicas=4)
@@ -50,22 +48,6 @@ def test_a_fleet_within_capacity_carries_no_backlog() -> None:
     tb = _table()
     q = backlog_scan(tb, [0.99 * tb.mu_rps] * 50, [1.0] * 50, [], 0.0)
     assert q.idx == []
-
-
-class Fixed:
-    name: ClassVar[str] = "fixed"
-    knob: ClassVar[str] = "replicas"
-    clairvoyant: ClassVar[bool] = False
-    period_s = 15.0
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-
-    def start(self, ctx: PolicyContext) -> None:
-        pass
-
-    def decide(self, view: ClusterView) -> PolicyOutput:
-        return PolicyOutput(self.replicas)
 
 
 @pytest.mark.parametrize("speculate", [True, False])

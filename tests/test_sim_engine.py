@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from fixed_policy import Fixed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,22 +80,6 @@ FAST = replace(
     SPEC,
     profile=ServiceProfile(batch_sizes=(1, 128), batch_latency_ms=(0.001, 0.002)),
 )
-
-
-class Fixed:
-    name: ClassVar[str] = "fixed"
-    knob: ClassVar[str] = "replicas"
-    clairvoyant: ClassVar[bool] = False
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-        self.period_s = 15.0
-
-    def start(self, ctx: PolicyContext) -> None:
-        pass
-
-    def decide(self, view: ClusterView) -> PolicyOutput:
-        return PolicyOutput(self.replicas)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,16 +8,15 @@ through the DES).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
 
 import numpy as np
 import pytest
+from fixed_policy import Fixed
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
 from autoscaler.sim.baselines.predictive import PredictivePolicy
 from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
-from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.parse import load_spec
 
 
@@ -28,22 +27,6 @@ def window() -> tuple[Inputs, np.ndarray, np.ndarray]:
     n = inp.trace.n_seconds
     counts = np.bincount(np.floor(arrivals).astype(np.int64), minlength=n)[:n].astype(np.float64)
     return inp, arrivals, counts
-
-
-class Fixed:
-    name: ClassVar[str] = "fixed"
-    knob: ClassVar[str] = "replicas"
-    clairvoyant: ClassVar[bool] = False
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-        self.period_s = 15.0
-
-    def start(self, ctx: PolicyContext) -> None:
-        pass
-
-    def decide(self, view: ClusterView) -> PolicyOutput:
-        return PolicyOutput(self.replicas)
 
 
 @pytest.mark.parametrize(("policy", "target_fraction"), [("hpa-rps", 0.6), ("oracle", None)])

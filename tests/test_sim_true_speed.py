@@ -7,17 +7,15 @@ difference through its online calibration (`core/decide.py`), as it would in a c
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import pytest
+from fixed_policy import Fixed
 
 from autoscaler.cli import main
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
 from autoscaler.sim.baselines.predictive import PredictivePolicy
 from autoscaler.sim.scenario import Inputs, ScenarioError, load_inputs, load_scenario, parse_scenario
-from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 
 
 @pytest.fixture(scope="module")
@@ -44,22 +42,6 @@ def test_predictive_calibration_finds_the_true_speed_and_meets_the_slo(worldcup:
     assert pol.spec.profile == worldcup.spec.profile  # the controller's profile stays as written
 
 
-class Fixed:
-    name: ClassVar[str] = "fixed"
-    knob: ClassVar[str] = "replicas"
-    clairvoyant: ClassVar[bool] = False
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-        self.period_s = 15.0
-
-    def start(self, ctx: PolicyContext) -> None:
-        assert ctx.true_service_scale == 1.0  # only clairvoyant policies are told the true speed
-
-    def decide(self, view: ClusterView) -> PolicyOutput:
-        return PolicyOutput(self.replicas)
-
-
 @pytest.mark.parametrize("fidelity", ["fluid", "request"])
 def test_both_fidelities_serve_at_the_true_speed(worldcup: Inputs, fidelity: str) -> None:
     """At light load (no queueing tail, where the analytic model is exact) the mean latency is the
@@ -70,7 +52,9 @@ def test_both_fidelities_serve_at_the_true_speed(worldcup: Inputs, fidelity: str
     rates = np.bincount(np.floor(arrivals).astype(np.int64), minlength=n_s).astype(np.float64)
     for scale in (1.0, 1.3):
         expected_ms = CapacityModel(spec.profile, service_scale=scale).mean_latency_ms(rate_rps, spec.batching.initial)
-        res = engine.run_rates(rates, spec, Fixed(1), fidelity=fidelity, arrivals_s=arrivals, true_service_scale=scale)
+        pol = Fixed(1)
+        res = engine.run_rates(rates, spec, pol, fidelity=fidelity, arrivals_s=arrivals, true_service_scale=scale)
+        assert pol.ctx is not None and pol.ctx.true_service_scale == 1.0  # only clairvoyant policies are told
         mean_ms = float(np.nanmean(res.timeline.mean_latency_ms[res.timeline.window()]))
         assert mean_ms == pytest.approx(expected_ms, rel=0.03)
 

@@ -50,19 +50,24 @@ def test_too_little_or_missing_history_learns_nothing() -> None:
     assert surge_ratios(with_gaps, 1, 0.001) == (1.0,)
 
 
-def test_decide_provisions_the_surge_reserve_over_the_lead_time() -> None:
-    spec = ServingAutoscalerSpec(name="r", target=TargetRef("ml", "r", "r"), max_replicas=100)
-    flat = np.full(10, 1000.0)
-    fc = Forecast(origin_s=0.0, step_s=60.0, mean=flat, lo=flat, hi=flat, level=0.95, model="flat")
-    obs = Observation(
+def _steady(rate_rps: float) -> Observation:
+    """4 ready replicas, no pending, no rejections, at `rate_rps`."""
+    return Observation(
         time_s=0.0,
-        request_rate_rps=Signal.of(1000.0),
-        burst_rate_rps=Signal.of(1000.0),
+        request_rate_rps=Signal.of(rate_rps),
+        burst_rate_rps=Signal.of(rate_rps),
         rejected_rps=Signal.of(0.0),
         current_replicas=4,
         ready_replicas=4,
         pending_replicas=0,
     )
+
+
+def test_decide_provisions_the_surge_reserve_over_the_lead_time() -> None:
+    spec = ServingAutoscalerSpec(name="r", target=TargetRef("ml", "r", "r"), max_replicas=100)
+    flat = np.full(10, 1000.0)
+    fc = Forecast(origin_s=0.0, step_s=60.0, mean=flat, lo=flat, hi=flat, level=0.95, model="flat")
+    obs = _steady(1000.0)
     plain, _ = decide(spec, State.initial(spec, 0.0, 4), obs, fc, now_s=0.0)
     reserve = replace(fc, surge=(1.5, 2.0, 2.5, 3.0, 3.5))
     d, _ = decide(spec, State.initial(spec, 0.0, 4), obs, reserve, now_s=0.0)
@@ -80,20 +85,12 @@ def test_the_reserve_never_exceeds_the_history_peak() -> None:
         origin_s=0.0, step_s=60.0, mean=flat, lo=flat, hi=flat, level=0.95, model="flat",
         surge=(4.0,) * 5, surge_cap_rps=1500.0,
     )  # fmt: skip
-    obs = Observation(
-        time_s=0.0,
-        request_rate_rps=Signal.of(1000.0),
-        burst_rate_rps=Signal.of(1000.0),
-        rejected_rps=Signal.of(0.0),
-        current_replicas=4,
-        ready_replicas=4,
-        pending_replicas=0,
-    )
+    obs = _steady(1000.0)
     d, _ = decide(spec, State.initial(spec, 0.0, 4), obs, fc, now_s=0.0)
     (p,) = [p for p in d.proposals if p.signal == "surge"]
     assert p.load_rps == 1500.0 and "capped at the history's peak" in d.reason
     # a load above the old peak is never cut below itself
-    above = replace(obs, request_rate_rps=Signal.of(2000.0), burst_rate_rps=Signal.of(2000.0))
+    above = _steady(2000.0)
     d2, _ = decide(spec, State.initial(spec, 0.0, 4), above, fc, now_s=0.0)
     (p2,) = [p for p in d2.proposals if p.signal == "surge"]
     assert p2.load_rps == 2000.0
