@@ -35,6 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from autoscaler.core.surge import SURGE_BUDGET_SHARE
 from autoscaler.sim import sweep
 from autoscaler.sim.baselines import registry
 
@@ -43,7 +44,7 @@ DAY_S = 86_400.0
 HALF_DAY_S = 43_200.0
 GOAL_NOTE = "goal: SLO attainment >= the spec's goal (99.9 % of requests within the latency SLO)"
 # settings of our surge reserve's budget share tried beside the default (core.surge.SURGE_BUDGET_SHARE)
-SURGE_SHARES = (0.125, 0.25, 1.0)
+SURGE_SHARES = tuple(x for x in (0.125, 0.25, 0.5, 1.0) if x != SURGE_BUDGET_SHARE)
 ROW_KEYS = ("fold", "policy", "slo_attainment", "meets_slo", "replica_hours", "x_oracle")
 CAUSAL = ("predictive", "predictive-direct", "hpa-cpu", "hpa-rps", "keda", "kpa", "phpa")
 
@@ -76,11 +77,6 @@ HELD_OUT = (
 )
 
 
-def defaults(policy: str) -> dict[str, Any]:
-    """The documented default: no knob passed at all."""
-    return {}
-
-
 def _run(fold: Fold, policy: str, knobs: dict[str, Any]) -> dict[str, Any]:
     row = sweep.run_task(sweep.SweepTask(fold.scenario, policy, knobs, dict(fold.overrides)))
     row["fold"] = fold.name
@@ -94,7 +90,7 @@ def plan(folds: tuple[Fold, ...], policies: list[str], grid: bool) -> list[tuple
     for fold in folds:
         spec = sweep._inputs(fold.scenario, dict(fold.overrides)).spec
         for pol in policies:
-            tasks.append((fold, pol, defaults(pol)))
+            tasks.append((fold, pol, {}))  # the documented default: no knob passed at all
             if grid and pol in CAUSAL and pol != "predictive-direct":  # direct: its default only
                 default = sweep.default_knobs(pol, spec)  # already run as {} above
                 tasks.extend((fold, pol, k) for k in sweep.knob_grid(pol, spec) if k and k != default)
