@@ -35,7 +35,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.core.surge import SURGE_BUDGET_SHARE
+from autoscaler.core.surge import SURGE_BUDGET_SHARE, SURGE_POOL_QUANTILE
 from autoscaler.sim import sweep
 from autoscaler.sim.baselines import registry
 
@@ -43,8 +43,14 @@ RESULTS = Path(__file__).resolve().parent / "results" / "default_settings.json"
 DAY_S = 86_400.0
 HALF_DAY_S = 43_200.0
 GOAL_NOTE = "goal: SLO attainment >= the spec's goal (99.9 % of requests within the latency SLO)"
-# settings of our surge reserve's budget share tried beside the default (core.surge.SURGE_BUDGET_SHARE)
-SURGE_SHARES = tuple(x for x in (0.125, 0.25, 0.5, 1.0) if x != SURGE_BUDGET_SHARE)
+# settings of our surge reserve tried beside the default (core.surge.SURGE_BUDGET_SHARE, SURGE_POOL_QUANTILE):
+# the budget share jointly with how the days' ratios are pooled ("history": the whole history as one)
+SURGE_SETTINGS = tuple(
+    {"surge_pool": pool, "surge_share": share}
+    for pool in ("history", 0.5, 0.75)
+    for share in (0.125, 0.25, 0.5, 1.0)
+    if (pool, share) != (SURGE_POOL_QUANTILE or "history", SURGE_BUDGET_SHARE)
+)
 ROW_KEYS = ("fold", "policy", "slo_attainment", "meets_slo", "replica_hours", "x_oracle")
 CAUSAL = ("predictive", "predictive-direct", "hpa-cpu", "hpa-rps", "keda", "kpa", "phpa")
 
@@ -74,6 +80,10 @@ HELD_OUT = (
     Fold("worldcup98-day76", "worldcup98-7d", {"start_s": 75 * DAY_S, "duration_s": HALF_DAY_S}, tuning=False),
     Fold("servegen-day4", "servegen-7d", {"start_s": 3 * DAY_S, "duration_s": DAY_S, "history_s": 3 * DAY_S}, False),
     Fold("nasa-1s-day19", "nasa-1s-7d", {"start_s": 18 * DAY_S, "duration_s": 43_200.0}, tuning=False),
+    Fold("nasa-60s-day18", "nasa-60s-7d", {"start_s": 17 * DAY_S, "duration_s": HALF_DAY_S}, tuning=False),
+    Fold("worldcup98-day56", "worldcup98-7d", {"start_s": 55 * DAY_S, "duration_s": HALF_DAY_S}, tuning=False),
+    Fold("servegen-day10", "servegen-7d", {"start_s": 9 * DAY_S, "duration_s": DAY_S}, tuning=False),
+    Fold("nasa-1s-day12", "nasa-1s-7d", {"start_s": 11 * DAY_S, "duration_s": 43_200.0}, tuning=False),
 )
 
 
@@ -94,8 +104,8 @@ def plan(folds: tuple[Fold, ...], policies: list[str], grid: bool) -> list[tuple
             if grid and pol in CAUSAL and pol != "predictive-direct":  # direct: its default only
                 default = sweep.default_knobs(pol, spec)  # already run as {} above
                 tasks.extend((fold, pol, k) for k in sweep.knob_grid(pol, spec) if k and k != default)
-                if pol == "predictive":  # the surge reserve's budget share, our second default
-                    tasks.extend((fold, pol, {"surge_share": x}) for x in SURGE_SHARES)
+                if pol == "predictive":  # the surge reserve's budget share and pooling, our other defaults
+                    tasks.extend((fold, pol, dict(k)) for k in SURGE_SETTINGS)
     slow = {"predictive": 0, "predictive-direct": 0, "kpa": 1, "phpa": 2}
     tasks.sort(key=lambda t: slow.get(t[1], 9))
     return tasks

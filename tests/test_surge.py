@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autoscaler.core.decide import State, decide
-from autoscaler.core.surge import MIN_WINDOWS, surge_budget, surge_ratios, window_peak
+from autoscaler.core.surge import MIN_SEASONS, MIN_WINDOWS, surge_budget, surge_ratios, window_peak
 from autoscaler.core.types import Binding, Forecast, Observation, Signal
 from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
 
@@ -48,6 +48,40 @@ def test_too_little_or_missing_history_learns_nothing() -> None:
     with_gaps = np.full(5000, 100.0)
     with_gaps[::3] = np.nan  # windows that touch a gap are skipped, the rest still count
     assert surge_ratios(with_gaps, 1, 0.001) == (1.0,)
+
+
+def _days_with_one_outage(days: int, day_steps: int = 1440) -> np.ndarray:
+    """A noisy diurnal load; on three days the logging stops for 10 steps at the daily peak and the load
+    comes back at once."""
+    rng = np.random.default_rng(7)
+    t = np.arange(days * day_steps)
+    y = 1000.0 * (1.2 + np.sin(2 * np.pi * t / day_steps)) * rng.lognormal(0.0, 0.1, len(t))
+    for day in (1, 5, 9)[: max(0, days - 1)]:
+        y[day * day_steps + 350 : day * day_steps + 360] = 1.0  # an outage: a trickle, then the whole load
+    return y
+
+
+def test_pooling_days_keeps_one_rare_event_from_setting_every_days_reserve() -> None:
+    y = _days_with_one_outage(14)
+    budget = surge_budget(0.999, 0.125)
+    whole = surge_ratios(y, 2, budget, base_steps=5)
+    pooled = surge_ratios(y, 2, budget, base_steps=5, season_steps=1440, pool_quantile=0.5)
+    # three outages' recoveries are more than a 1.25e-4 budget of the fortnight's requests
+    assert whole[-1] > 4.0
+    assert 1.0 <= pooled[0] <= pooled[1] < 1.6
+    # the outage days alone need the big ratio: the pool's upper quantile finds it
+    assert surge_ratios(y, 2, budget, base_steps=5, season_steps=1440, pool_quantile=1.0)[-1] > 4.0
+    # and each pooled ratio is the median of the days' own ratios
+    days = [surge_ratios(y[i * 1440 : (i + 1) * 1440], 2, budget, base_steps=5)[0] for i in range(14)]
+    assert pooled[0] == pytest.approx(max(1.0, float(np.median(days))))
+
+
+def test_pooling_needs_enough_seasons_and_a_valid_quantile() -> None:
+    y = _days_with_one_outage(MIN_SEASONS - 1)
+    budget = surge_budget(0.999)
+    assert surge_ratios(y, 2, budget, season_steps=1440, pool_quantile=0.5) == surge_ratios(y, 2, budget)
+    with pytest.raises(ValueError, match="pool_quantile"):
+        surge_ratios(y, 2, budget, season_steps=1440, pool_quantile=0.0)
 
 
 def _steady(rate_rps: float) -> Observation:

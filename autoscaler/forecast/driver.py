@@ -36,7 +36,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from autoscaler.core.surge import surge_ratios, surge_settings
+from autoscaler.core.surge import SURGE_POOL_QUANTILE, surge_ratios, surge_settings
 from autoscaler.core.types import FloatArray, Forecast
 from autoscaler.forecast.auto import FALLBACK_MODEL, MIN_POINTS, select
 from autoscaler.forecast.base import ErrorIntervalForecaster, ForecastError
@@ -71,6 +71,7 @@ class ForecastDriver:
         surge_budget: float | None = None,
         surge_base_s: float = 300.0,
         surge_max_s: float = 900.0,
+        surge_pool_quantile: float | None = None,
     ) -> None:
         if spec.step_s <= 0 or spec.season_length_s < spec.step_s or spec.history_s < spec.step_s:
             raise ForecastError(
@@ -102,6 +103,7 @@ class ForecastDriver:
         self.surge_base_s = surge_base_s
         self.surge_base_steps = max(1, round(surge_base_s / spec.step_s))
         self.surge_max_steps = max(1, math.ceil(surge_max_s / spec.step_s))
+        self.surge_pool_quantile = surge_pool_quantile
         self.surge: tuple[float, ...] = ()
         self.surge_cap_rps: float | None = None
         self.fit_count = 0
@@ -251,7 +253,12 @@ class ForecastDriver:
         if self.surge_budget is not None and not self._short_history():
             history = np.asarray(self._values[-self.history_len :], dtype=np.float64)
             self.surge = surge_ratios(
-                history, self.surge_max_steps, self.surge_budget, base_steps=self.surge_base_steps
+                history,
+                self.surge_max_steps,
+                self.surge_budget,
+                base_steps=self.surge_base_steps,
+                season_steps=self.season_length,
+                pool_quantile=self.surge_pool_quantile,
             )
             finite = history[np.isfinite(history)]
             self.surge_cap_rps = float(finite.max()) if self.surge and len(finite) else None
@@ -271,11 +278,28 @@ class ForecastDriver:
 
 
 def driver_for(
-    spec: ServingAutoscalerSpec, *, min_refit_interval_s: float | None = None, surge_share: float | None = None
+    spec: ServingAutoscalerSpec,
+    *,
+    min_refit_interval_s: float | None = None,
+    surge_share: float | None = None,
+    surge_pool: float | str | None = None,
 ) -> ForecastDriver:
     """The forecast driver of one target, as the daemon and the simulator both build it
-    (`surge_share`: the simulator's what-if of `core.surge.SURGE_BUDGET_SHARE`)."""
+    (`surge_share`, `surge_pool`: the simulator's what-ifs of `core.surge.SURGE_BUDGET_SHARE` and
+    `SURGE_POOL_QUANTILE`; `surge_pool="history"` pools the whole history as one)."""
     budget, base_s = surge_settings(spec) if surge_share is None else surge_settings(spec, surge_share)
+    if surge_pool is None:
+        pool_q = SURGE_POOL_QUANTILE
+    elif surge_pool == "history":
+        pool_q = None
+    elif isinstance(surge_pool, float | int) and 0.0 < float(surge_pool) <= 1.0:
+        pool_q = float(surge_pool)
+    else:
+        raise ForecastError(f"surge_pool: expected 'history' or a quantile in (0, 1] (got {surge_pool!r})")
     return ForecastDriver(
-        spec.forecaster, min_refit_interval_s=min_refit_interval_s, surge_budget=budget, surge_base_s=base_s
+        spec.forecaster,
+        min_refit_interval_s=min_refit_interval_s,
+        surge_budget=budget,
+        surge_base_s=base_s,
+        surge_pool_quantile=pool_q,
     )

@@ -47,7 +47,7 @@ from autoscaler.spec.types import ServingAutoscalerSpec
 OURS = ("predictive", "predictive-direct")  # the same knob: headroom (and forecast quantile below 0)
 RPS_FRACTIONS = (0.3, 0.45, 0.6, 0.75, 0.9)
 PREDICTIVE_LEAN_QUANTILES = (0.5, 0.8)  # tried at headroom 0, below the spec's quantile
-PREDICTIVE_LEAN_SURGE_SHARES = (0.5, 2.0)  # surge reserve budget shares above the default (0.125)
+PREDICTIVE_LEAN_SURGE_SHARES = (1.0, 2.0)  # surge reserve budget shares above the default (0.5)
 CONSERVATIVE_STEP = 0.7  # each extension step sizes replicas for 0.7 x the load of the step before
 MAX_EXTENSION_STEPS = 8  # 0.7**8 = 6 % of the grid's most conservative load per replica
 

@@ -25,7 +25,8 @@ are ours, not the HPA's), so they reach the simulated cluster directly.
 
 Knobs (override the spec): `headroom` (main knob, swept), `forecast_quantile`, `tune_batching`
 (spec.batching.tune), `hpa_lag_s`, `surge_share` (the share of the SLO's miss allowance the surge
-reserve leaves above it, `core.surge.SURGE_BUDGET_SHARE` by default). `min_refit_interval_s` is
+reserve leaves above it, `core.surge.SURGE_BUDGET_SHARE` by default), `surge_pool` ('history', or the
+quantile that pools the seasons' surge ratios, `core.surge.SURGE_POOL_QUANTILE` by default). `min_refit_interval_s` is
 passed to the driver (None: its default, one season).
 """
 
@@ -88,6 +89,7 @@ class PredictivePolicy:
         hpa_behavior: Behavior | None = PUBLISHED_HPA_BEHAVIOR,
         hpa_tolerance: float = DEFAULT_TOLERANCE,
         surge_share: float | None = None,
+        surge_pool: float | str | None = None,
     ) -> None:
         prov = spec.provisioning
         if tune_batching is not None:
@@ -128,12 +130,22 @@ class PredictivePolicy:
         if surge_share is not None and not (0.0 < surge_share <= 10.0):
             raise ValueError(f"{self.name}.surge_share: expected a share in (0, 10] (got {surge_share})")
         self.surge_share = surge_share
+        if surge_pool is not None and surge_pool != "history" and not (
+            isinstance(surge_pool, float | int) and 0.0 < float(surge_pool) <= 1.0
+        ):
+            raise ValueError(f"{self.name}.surge_pool: expected 'history' or a quantile in (0, 1] (got {surge_pool!r})")
+        self.surge_pool = surge_pool
         self.controller = self._controller()
         self.last_reason = ""
         self._reset_hop()
 
     def _controller(self) -> PredictiveController:
-        driver = driver_for(self.spec, min_refit_interval_s=self.min_refit_interval_s, surge_share=self.surge_share)
+        driver = driver_for(
+            self.spec,
+            min_refit_interval_s=self.min_refit_interval_s,
+            surge_share=self.surge_share,
+            surge_pool=self.surge_pool,
+        )
         return PredictiveController(self.spec, driver)
 
     def _reset_hop(self) -> None:
