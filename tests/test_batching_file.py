@@ -9,6 +9,8 @@ the upstream `BatchingParameters` message, so a test fails if the output would n
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.actuators import batching_proto
 from autoscaler.actuators.batching_file import BatchingFile, BatchingFileError
@@ -90,3 +92,43 @@ def test_malformed_files_are_refused_with_the_reason(text: str, needle: str) -> 
     with pytest.raises(BatchingFileError) as err:
         BatchingFile.parse(text).params(BatchingParams())
     assert needle in str(err.value)
+
+
+# Lines an operator may put in the file; each keyed by field so one field appears once.
+_OTHER_LINES = {
+    "thread_pool_name": ['thread_pool_name { value: "pool_a" }', "thread_pool_name: < value: 'p\\'b' >"],
+    "pad_variable_length_inputs": ["pad_variable_length_inputs: true", "pad_variable_length_inputs: false;"],
+    "max_execution_batch_size": ["max_execution_batch_size { value: 48 }"],
+    "batch_padding_policy": ['batch_padding_policy: "PAD_UP"'],
+    "comment": ["# tuned by hand", "## keep this"],
+}
+_TUNED_LINES = {
+    "max_batch_size": ["max_batch_size { value: 32 }", "max_batch_size: { value: 0x20 }", "max_batch_size <value: 32>"],
+    "batch_timeout_micros": ["batch_timeout_micros { value: 1000 }", "batch_timeout_micros {}"],
+    "num_batch_threads": ["num_batch_threads { value: 4 },"],
+    "max_enqueued_batches": ["max_enqueued_batches { value: 100 }"],
+}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    picks=st.lists(
+        st.sampled_from(sorted({**_OTHER_LINES, **_TUNED_LINES})), unique=True, min_size=0, max_size=9
+    ).flatmap(lambda keys: st.tuples(*(st.sampled_from({**_OTHER_LINES, **_TUNED_LINES}[k]) for k in keys))),
+    new=st.builds(
+        BatchingParams,
+        st.sampled_from([1, 8, 32, 64]),
+        st.sampled_from([0, 500, 20_000]),
+        st.integers(1, 8),
+        st.integers(1, 1_000),
+    ),
+)
+def test_any_file_keeps_every_untuned_line(picks: tuple[str, ...], new: BatchingParams) -> None:
+    text = "\n".join(picks) + "\n"
+    out, _ = BatchingFile.parse(text).with_params(new)
+    assert BatchingFile.parse(out).params(BatchingParams()) == new
+    msg = batching_proto.parse(out)
+    assert (msg.max_batch_size.value, msg.batch_timeout_micros.value) == (new.max_batch_size, new.batch_timeout_us)
+    for line in picks:
+        if not any(line.startswith(k) for k in _TUNED_LINES):
+            assert line in out.splitlines()  # untouched, byte for byte
