@@ -37,6 +37,7 @@ class BatchingOutcome(str, Enum):
     DEFERRED_INTERVAL = "deferred-interval"  # min_rollout_interval_s not elapsed
     DEFERRED_IN_PROGRESS = "deferred-rollout-in-progress"
     REFUSED_MAX_UNAVAILABLE = "refused-max-unavailable"  # strategy would drop serving capacity
+    REFUSED_MALFORMED_FILE = "refused-malformed-file"  # the ConfigMap's batching file does not parse
     SKIPPED = "skipped"  # invalid decision, preview mode, standby
     FAILED = "failed"
 

@@ -12,16 +12,24 @@ RollingUpdate with maxUnavailable 0 (otherwise we refuse with a Warning Event: a
 would drop serving capacity); and no rollout may be in progress (generation/observedGeneration,
 updated/ready replicas).
 
-`in_effect()` reads it back for every replica (leader or standby): the pod template's hash names
-the parameters the pods run, the ConfigMap holds their text (parsed, and checked against the hash,
-cached per hash so a steady Deployment costs no extra read).
+The file is edited, not regenerated (`batching_file.py`): the ConfigMap's current text is parsed
+as TF Serving's `BatchingParameters` text format and only the tuned fields change, so
+`allowed_batch_sizes`, `pad_variable_length_inputs`, `thread_pool_name` and fields newer than ours
+survive; a file that does not parse is refused with a Warning Event naming the ConfigMap key and
+nothing is rolled out. Only a ConfigMap without the key gets a fresh file (`to_pbtxt()`).
+
+`in_effect()` reads it back for every replica (leader or standby), on start and on every tick, so a
+new leader starts from what the cluster runs rather than `batching.initial`: the pod template's
+hash names the parameters the pods run, the ConfigMap holds their text (parsed, and checked against
+the hash, cached per hash so a steady Deployment costs no extra read). A Deployment we never rolled
+out (no hash annotation) runs the file the operator mounted: it is read too, re-read every
+`UNMANAGED_REREAD_CALLS` calls; fields the file omits keep their `batching.initial` values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.actuators.base import BatchingOutcome
+from autoscaler.actuators.batching_file import BatchingFile, BatchingFileError
 from autoscaler.actuators.events import BATCHING_ROLLOUT, REFUSED_BATCHING, EventRecorder, InvolvedObject
 from autoscaler.actuators.retry import Backoff, Fence, Sleep, call_with_backoff
 from autoscaler.core.types import Decision
@@ -41,27 +50,20 @@ PBTXT_KEY = "batching_parameters.pbtxt"
 HASH_ANNOTATION = "autoscaling.tfserving.dev/batching-hash"
 ROLLOUT_TIME_ANNOTATION = "autoscaling.tfserving.dev/batching-rollout-time"
 MERGE_PATCH = "application/merge-patch+json"
+UNMANAGED_REREAD_CALLS = 20  # ~5 min at a 15 s decision period
 
 
 def batching_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_PBTXT_FIELD = re.compile(r"^\s*(\w+)\s*\{\s*value:\s*(\d+)\s*\}\s*$", re.MULTILINE)
-_PBTXT_NAMES = {
-    "max_batch_size": "max_batch_size",
-    "batch_timeout_micros": "batch_timeout_us",
-    "num_batch_threads": "num_batch_threads",
-    "max_enqueued_batches": "max_enqueued_batches",
-}
+def parse_pbtxt(text: str, defaults: BatchingParams | None = None) -> BatchingParams:
+    """The tuned parameters a batching file sets (omitted fields keep `defaults`); BatchingFileError if malformed."""
+    return BatchingFile.parse(text).params(defaults or BatchingParams())
 
 
-def parse_pbtxt(text: str) -> BatchingParams | None:
-    """BatchingParams from the text `BatchingParams.to_pbtxt()` writes; None if a field is missing."""
-    found = {_PBTXT_NAMES[k]: int(v) for k, v in _PBTXT_FIELD.findall(text) if k in _PBTXT_NAMES}
-    if len(found) != len(_PBTXT_NAMES):
-        return None
-    return BatchingParams(**found)
+def _where(namespace: str, configmap: str) -> str:
+    return f"ConfigMap {namespace}/{configmap} key {PBTXT_KEY}"
 
 
 def template_hash(dep: Any) -> str | None:
@@ -129,29 +131,53 @@ class BatchingRollout:
         self._sleep = sleep
         self._last_rollout_s: dict[tuple[str, str], float] = {}
         self._by_hash: dict[tuple[str, str, str], BatchingParams] = {}  # (ns, configmap, hash) -> params
+        self._unmanaged_calls: dict[tuple[str, str, str], int] = {}
 
     def _call(self, fn: Callable[[float], T]) -> T:
         """Every rollout call is fenced on the lease and time-bounded (see retry.py)."""
         return call_with_backoff(fn, backoff=self._backoff, sleep=self._sleep, fence=self._fence)
 
     def in_effect(self, spec: ServingAutoscalerSpec, digest: str | None) -> BatchingParams | None:
-        """The parameters the pod template's hash `digest` names, or None if unknown (not fenced)."""
+        """The parameters the pods run, or None if unknown (not fenced).
+
+        With a hash (`digest`, from the pod template) the ConfigMap text must match it; without one
+        (never rolled out by us) the operator's file is what the pods mounted. Raises
+        BatchingFileError, naming the ConfigMap key, when the file does not parse.
+        """
         cm = spec.target.batching_configmap
-        if cm is None or digest is None:
+        if cm is None:
             return None
-        key = (spec.target.namespace, cm, digest)
+        key = (spec.target.namespace, cm, digest or "")
+        if digest is None:
+            self._unmanaged_calls[key] = self._unmanaged_calls.get(key, 0) + 1
+            if self._unmanaged_calls[key] > UNMANAGED_REREAD_CALLS:
+                self._unmanaged_calls[key] = 1
+                self._by_hash.pop(key, None)
         if key not in self._by_hash:
+            text = self._read_file(spec.target.namespace, cm)
+            if text is None or (digest is not None and batching_hash(text) != digest):
+                return None  # no file, or the ConfigMap moved on (a rollout in progress): unknown this tick
+            try:
+                params = parse_pbtxt(text, spec.batching.initial)
+            except BatchingFileError as exc:
+                raise BatchingFileError(f"{_where(spec.target.namespace, cm)}: {exc}") from None
+            self._by_hash[key] = params
+        return self._by_hash[key]
+
+    def _read_file(self, namespace: str, name: str) -> str | None:
+        """The ConfigMap's batching file, or None if the ConfigMap or its key is missing."""
+        try:
             obj = call_with_backoff(
-                lambda to: self._core.read_namespaced_config_map(cm, spec.target.namespace, _request_timeout=to),
+                lambda to: self._core.read_namespaced_config_map(name, namespace, _request_timeout=to),
                 backoff=self._backoff,
                 sleep=self._sleep,
             )
-            text = (obj.data or {}).get(PBTXT_KEY)
-            params = parse_pbtxt(text) if text else None
-            if params is None or batching_hash(text or "") != digest:
-                return None  # the ConfigMap moved on (a rollout in progress): unknown this tick
-            self._by_hash[key] = params
-        return self._by_hash[key]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        text = (obj.data or {}).get(PBTXT_KEY)
+        return str(text) if text is not None else None
 
     def apply(self, spec: ServingAutoscalerSpec, decision: Decision) -> tuple[BatchingOutcome, str]:
         t = spec.target
@@ -167,7 +193,19 @@ class BatchingRollout:
             lambda to: self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=to)
         )
         meta = dep.metadata or k8s.V1ObjectMeta()
-        text = decision.batching.to_pbtxt()
+        obj = InvolvedObject(t.namespace, t.deployment, uid=meta.uid)
+        current = self._call(lambda to: self._read_configmap(t.namespace, cm, to))
+        notes: tuple[str, ...] = ()
+        if current is None or PBTXT_KEY not in (current.data or {}):
+            text = decision.batching.to_pbtxt()  # no file yet: write a fresh one
+        else:
+            try:
+                text, notes = BatchingFile.parse(str(current.data[PBTXT_KEY])).with_params(decision.batching)
+            except BatchingFileError as exc:
+                msg = f"refusing batching rollout: {_where(t.namespace, cm)} is not a valid batching file: {exc}"
+                log.warning(msg, extra={"target": str(decision.target)})
+                self._events.emit(obj, REFUSED_BATCHING, msg, now_s=now_s, warning=True)
+                return BatchingOutcome.REFUSED_MALFORMED_FILE, msg
         digest = batching_hash(text)
         tmpl_ann = (dep.spec.template.metadata.annotations or {}) if dep.spec.template.metadata else {}
         if tmpl_ann.get(HASH_ANNOTATION) == digest:
@@ -181,7 +219,6 @@ class BatchingRollout:
         if now_s - last_s < spec.batching.min_rollout_interval_s:
             wait_s = spec.batching.min_rollout_interval_s - (now_s - last_s)
             return BatchingOutcome.DEFERRED_INTERVAL, f"batching rollout deferred {wait_s:.0f} s (min interval)"
-        obj = InvolvedObject(t.namespace, t.deployment, uid=meta.uid)
         if not max_unavailable_is_zero(dep.spec.strategy):
             msg = (
                 "refusing batching rollout: Deployment strategy must be RollingUpdate with maxUnavailable: 0 "
@@ -193,7 +230,13 @@ class BatchingRollout:
         busy = rollout_in_progress(dep)
         if busy is not None:
             return BatchingOutcome.DEFERRED_IN_PROGRESS, f"batching rollout deferred: {busy}"
-        self._write_configmap(t.namespace, cm, text)
+        version = current.metadata.resource_version if current is not None and current.metadata else None
+        try:
+            self._write_configmap(t.namespace, cm, text, version)
+        except ApiException as exc:
+            if exc.status == 409:
+                return BatchingOutcome.DEFERRED_IN_PROGRESS, f"{_where(t.namespace, cm)} changed while editing; retry"
+            raise
         patch = {
             "metadata": {
                 "resourceVersion": meta.resource_version,
@@ -216,16 +259,28 @@ class BatchingRollout:
         msg = (
             f"{decision.reason}; batching max_batch_size={p.max_batch_size} batch_timeout_us={p.batch_timeout_us} "
             f"num_batch_threads={p.num_batch_threads} max_enqueued_batches={p.max_enqueued_batches} (hash {digest})"
-        )
+        ) + "".join(f"; {n}" for n in notes)
         log.info("batching rollout", extra={"target": str(decision.target), "hash": digest})
         self._events.emit(obj, BATCHING_ROLLOUT, msg, now_s=now_s)
         return BatchingOutcome.ROLLED_OUT, msg
 
-    def _write_configmap(self, namespace: str, name: str, text: str) -> None:
+    def _read_configmap(self, namespace: str, name: str, timeout_s: float) -> Any:
+        try:
+            return self._core.read_namespaced_config_map(name, namespace, _request_timeout=timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _write_configmap(self, namespace: str, name: str, text: str, resource_version: str | None) -> None:
+        """Merge-patch the file (conditional on the version we edited: a concurrent edit is a 409)."""
+        patch: dict[str, Any] = {"data": {PBTXT_KEY: text}}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
         try:
             self._call(
                 lambda to: self._core.patch_namespaced_config_map(
-                    name, namespace, {"data": {PBTXT_KEY: text}}, _content_type=MERGE_PATCH, _request_timeout=to
+                    name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=to
                 )
             )
         except ApiException as exc:

@@ -23,6 +23,8 @@ One tick, in order (each step is visible in the Decision's provenance):
  8. HPA stabilization and rate policies (`core.hpa`), then safety floors, then [min, max].
  9. Batching (`core.batching`): only when tuned, with valid data, never during a scale-up, at most
     once per rollout interval, only when the gain is worth it; replicas use the new parameters.
+    The (batching, replicas) pair that wins costs the fewest replica-hours, the restart wave
+    included (`core.joint`).
 
 Missing data: a valid forecast (or burst) may raise the count, never lower it; the count never goes
 below max(current, last desired). The HPA arithmetic runs on our own sequence of desired counts
@@ -53,6 +55,7 @@ from autoscaler.core.decide_rules import (
     panic_stable_window_s,
     plan_replicas,
 )
+from autoscaler.core.joint import PairOption, choose_pair, horizon_s
 from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile, ServingAutoscalerSpec
@@ -506,8 +509,21 @@ def _batching_step(
     new_plan = plan_replicas(inputs, new_capacity)
     if new_plan.desired > state.last_desired_replicas:
         return replace(keep, note="batching: new parameters would need a scale-up; keep current")
-    note = f"batching: roll out {_params_text(choice.params)} (+{choice.gain:.0%} capacity)"
+    keep_pair = PairOption(params, capacity_rps, _steady_replicas(spec, plan), restart=False)
+    new_pair = PairOption(choice.params, new_capacity, _steady_replicas(spec, new_plan), restart=True)
+    pair = choose_pair((keep_pair, new_pair), horizon=horizon_s(spec), startup_s=spec.startup.mean_s)
+    if not pair.option.restart:
+        return replace(keep, note=f"batching: keep current ({pair.reason})")
+    note = f"batching: roll out {_params_text(choice.params)} (+{choice.gain:.0%} capacity; {pair.reason})"
     return _Batching(choice.params, new_capacity, new_plan, True, True, note)
+
+
+def _steady_replicas(spec: ServingAutoscalerSpec, plan: Plan) -> int:
+    """The count the signals ask for once stabilization has passed: the largest proposal, in bounds."""
+    if not plan.proposals:
+        return plan.desired
+    wanted = max(p.replicas for p in plan.proposals)
+    return min(max(wanted, spec.min_replicas), spec.max_replicas)
 
 
 def _batching_blocked(
