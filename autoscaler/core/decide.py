@@ -53,7 +53,7 @@ from autoscaler.core.decide_rules import (
     panic_stable_window_s,
     plan_replicas,
 )
-from autoscaler.core.serving_signals import gpu_check, model_ready
+from autoscaler.core.serving_signals import NO_GPU, gpu_check, model_ready
 from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile, ServingAutoscalerSpec
@@ -98,14 +98,10 @@ def decide(
     ready, pending, model_note = model_ready(obs.model_status, ready, max(0, obs.pending_replicas or 0))
 
     cal, regime_since_s, cal_note = _calibrated(spec, state, obs, fresh, ready, now_s)
-    gpu, gpu_rate = gpu_check(
-        _capacity_model_cached(spec.profile, _scale_step(cal.service_scale), False),
-        state.batching,
-        obs,
-        max(0, ready),
-        fresh,
-        _quantized,
-    )
+    gpu, gpu_rate = NO_GPU, None  # the simulator has no GPU signal: not even a model lookup
+    if obs.gpu_util.status is SignalStatus.OK:
+        model = _capacity_model_cached(spec.profile, _scale_step(cal.service_scale), False)
+        gpu, gpu_rate = gpu_check(model, state.batching, obs, max(0, ready), fresh, _quantized)
     lead_s, lead_note = _lead_time(spec, obs if fresh else None)
     fc, fc_note = forecast_peak(forecast, now_s, lead_s, spec.provisioning.forecast_quantile)
     if fc_note:
