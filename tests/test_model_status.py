@@ -26,7 +26,7 @@ from autoscaler.core.decide import State, decide
 from autoscaler.core.types import TargetKey
 from autoscaler.emulator import EmulatorReplica, ReplicaConfig
 from autoscaler.emulator.grpc_service import available
-from autoscaler.runtime.discovery import PodDiscoveringSource
+from autoscaler.runtime.discovery import PodDiscoveringSource, PodLister
 from autoscaler.runtime.model_status import ROLLOUT_DONE, ROLLOUT_STARTED, ModelStatusSource
 from autoscaler.sources.model_status import (
     ModelStatusPoller,
@@ -250,3 +250,40 @@ async def test_grpc_status_agrees_with_rest_during_a_rollout() -> None:
     assert got.answered, got.error
     assert got.versions == rest and got.versions[0] == (1, "AVAILABLE") and got.versions[1][0] == 2
     assert missing.answered and missing.versions == ()  # NOT_FOUND: answered, nothing serves
+
+
+@pytest.mark.kmock(cls=VersionedEmulator)
+async def test_prometheus_path_lists_pods_per_namespace_and_asks_them(kmock: VersionedEmulator) -> None:
+    """Without the direct scrape's listing, the wrapper lists each namespace once (Deployments, pods),
+    matches selectors locally and asks only the target's Running pods."""
+    async with EmulatorReplica(ReplicaConfig(model_name="resnet")) as up:
+        await up.wait_ready(5)
+        kmock.seed(DEPLOYMENTS, "ml", "resnet", deployment(replicas=1))
+        kmock.seed(DEPLOYMENTS, "ml", "other", deployment("other", replicas=1))
+        kmock.seed(PODS, "ml", "resnet-a", _pod("resnet-a", "127.0.0.1", "2026-01-01T00:00:00Z"))
+        pending = _pod("resnet-p", "127.0.0.3", "2026-01-01T00:00:00Z")
+        pending["status"] = {"phase": "Pending"}
+        kmock.seed(PODS, "ml", "resnet-p", pending)
+        other = _pod("other-a", "127.0.0.1", "2026-01-01T00:00:00Z")
+        other["metadata"]["labels"] = {"app": "other"}
+        kmock.seed(PODS, "ml", "other-a", other)
+        spec = ServingAutoscalerSpec(name="resnet", target=TargetRef("ml", "resnet", "resnet", rest_port=up.port))
+        ghost = ServingAutoscalerSpec(name="ghost", target=TargetRef("ml", "ghost", "ghost", rest_port=up.port))
+        api = api_client_for(kmock)
+        lister = PodLister(api)
+        found = await asyncio.to_thread(lister.pods_for, [spec, ghost])
+        assert list(found[KEY]) == ["resnet-a"]  # type: ignore[arg-type]
+        assert isinstance(found[TargetKey("ml", "ghost")], str)
+        inner = ScrapeSource()  # any MetricSource that does not list pods itself (Prometheus in the daemon)
+        inner.set_endpoints(KEY, {"resnet-a": up.url})
+        src = ModelStatusSource(inner, ModelStatusPoller(timeout_s=1.0), lister=lister)
+        before = len(kmock.seen)
+        try:
+            obs = await asyncio.to_thread(src.observe, [spec, ghost], 1000.0)
+        finally:
+            src.close()
+    lists = [r for r in kmock.seen[before:] if r.method == "GET"]
+    assert len(lists) == 2  # one namespace: Deployments + pods, whatever the number of targets
+    st = obs[KEY].model_status
+    assert st is not None and (st.pods, st.available, st.unknown) == (1, 1, 0)
+    assert obs[TargetKey("ml", "ghost")].model_status is None  # no pods known: no status, nothing lowered

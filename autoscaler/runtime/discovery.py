@@ -46,6 +46,7 @@ class PodLister:
         self._core = k8s.CoreV1Api(api_client)
 
     def pods(self, spec: ServingAutoscalerSpec) -> dict[str, PodRef]:
+        """One target: read its Deployment, list the pods of its selector (two API calls)."""
         t = spec.target
         dep = self._apps.read_namespaced_deployment(t.deployment, t.namespace, _request_timeout=10.0)
         labels = dep.spec.selector.match_labels if dep.spec is not None and dep.spec.selector else None
@@ -53,14 +54,53 @@ class PodLister:
         if not selector:
             raise ValueError(f"{t.namespace}/{t.deployment}: Deployment has no matchLabels selector")
         pods = self._core.list_namespaced_pod(t.namespace, label_selector=selector, _request_timeout=10.0)
-        out: dict[str, PodRef] = {}
-        for pod in pods.items or ():
-            st, meta = pod.status, pod.metadata
-            if st is None or meta is None or st.phase != "Running" or not st.pod_ip or meta.deletion_timestamp:
+        return _running(pods.items or (), spec, labels or {})
+
+    def pods_for(self, specs: Sequence[ServingAutoscalerSpec]) -> dict[TargetKey, dict[str, PodRef] | str]:
+        """Many targets with two API calls per namespace (list Deployments, list pods), matched
+        locally; a target whose Deployment is missing or has no matchLabels gets the reason."""
+        out: dict[TargetKey, dict[str, PodRef] | str] = {}
+        by_ns: dict[str, list[ServingAutoscalerSpec]] = {}
+        for spec in specs:
+            by_ns.setdefault(spec.target.namespace, []).append(spec)
+        for ns, group in sorted(by_ns.items()):
+            try:
+                deps = self._apps.list_namespaced_deployment(ns, _request_timeout=10.0)
+                pods = self._core.list_namespaced_pod(ns, _request_timeout=10.0).items or ()
+            except Exception as exc:
+                for spec in group:
+                    out[TargetKey(ns, spec.target.deployment)] = f"listing namespace {ns} failed: {str(exc)[:200]}"
                 continue
-            created = meta.creation_timestamp.timestamp() if meta.creation_timestamp is not None else None
-            out[str(meta.name)] = PodRef(f"http://{st.pod_ip}:{t.rest_port}", f"{st.pod_ip}:{t.grpc_port}", created)
+            selectors = {
+                str(d.metadata.name): d.spec.selector.match_labels
+                for d in deps.items or ()
+                if d.metadata is not None and d.spec is not None and d.spec.selector is not None
+            }
+            for spec in group:
+                key = TargetKey(ns, spec.target.deployment)
+                labels = selectors.get(spec.target.deployment)
+                out[key] = (
+                    _running(pods, spec, labels)
+                    if labels
+                    else f"{key}: Deployment missing or without a matchLabels selector"
+                )
         return out
+
+
+def _running(pods: Sequence[k8s.V1Pod], spec: ServingAutoscalerSpec, match: dict[str, str]) -> dict[str, PodRef]:
+    """The Running, addressed, not terminating pods whose labels include `match`."""
+    t = spec.target
+    out: dict[str, PodRef] = {}
+    for pod in pods:
+        st, meta = pod.status, pod.metadata
+        if st is None or meta is None or st.phase != "Running" or not st.pod_ip or meta.deletion_timestamp:
+            continue
+        labels = meta.labels or {}
+        if any(labels.get(k) != v for k, v in match.items()):
+            continue
+        created = meta.creation_timestamp.timestamp() if meta.creation_timestamp is not None else None
+        out[str(meta.name)] = PodRef(f"http://{st.pod_ip}:{t.rest_port}", f"{st.pod_ip}:{t.grpc_port}", created)
+    return out
 
 
 class PodDiscoveringSource:

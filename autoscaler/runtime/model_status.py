@@ -7,8 +7,9 @@ Observation: `model_status` (pods AVAILABLE / unknown / versions), and `cold_sta
 pod creation to model AVAILABLE once a pod has been seen starting (otherwise the inner source's
 value stands). Model status exists only on the pods, so the pods must be known: the direct-scrape
 source already lists them every tick (`PodDiscoveringSource.last_pods`, reused); on the Prometheus
-path a `PodLister` lists them. A target whose pods cannot be listed gets no model status this tick
-(the Observation is the inner one): missing status never lowers a count.
+path a `PodLister` lists them (Deployments and pods once per namespace, selectors matched here).
+A target whose pods cannot be listed gets no model status this tick (the Observation is the inner
+one): missing status never lowers a count.
 
 A version rollout (two versions live on the target's pods) is an Event on the Deployment when it
 starts (`ModelVersionRollout`, with the versions and pod counts) and when it ends
@@ -42,9 +43,6 @@ class EventSink(Protocol):
     def emit(self, obj: InvolvedObject, reason: str, message: str, *, now_s: float, warning: bool = False) -> bool: ...
 
 
-PodsOf = Callable[[ServingAutoscalerSpec], Mapping[str, PodRef]]
-
-
 class ModelStatusSource:
     """MetricSource (+ PodMetricSource when the inner one is): the inner observation + model status."""
 
@@ -65,27 +63,36 @@ class ModelStatusSource:
         self._is_leader = is_leader
         self._rollout: dict[TargetKey, bool] = {}
 
-    def _pods(self, spec: ServingAutoscalerSpec) -> Mapping[str, PodRef] | None:
-        key = target_key(spec)
-        if isinstance(self.inner, PodDiscoveringSource):
-            return self.inner.last_pods.get(key)
+    def _listed(self, targets: Sequence[ServingAutoscalerSpec]) -> dict[TargetKey, Mapping[str, PodRef]]:
+        """Each target's Running pods; targets whose pods are unknown this tick are left out."""
+        if isinstance(self.inner, PodDiscoveringSource):  # it listed them for its scrape just now
+            got = {target_key(s): self.inner.last_pods.get(target_key(s)) for s in targets}
+            return {k: v for k, v in got.items() if v is not None}
         if self._lister is None:
-            return None
+            return {}
         try:
-            return self._lister.pods(spec)
-        except Exception as exc:  # no pods known: no model status this tick
-            log.warning("pod listing for model status failed", extra={"target": str(key), "error": str(exc)[:200]})
-            return None
+            found = self._lister.pods_for(targets)
+        except Exception as exc:
+            log.warning("pod listing for model status failed", extra={"error": str(exc)[:200]})
+            return {}
+        out: dict[TargetKey, Mapping[str, PodRef]] = {}
+        for key, pods in found.items():
+            if isinstance(pods, str):  # no pods known: no model status this tick
+                log.warning("no pods for model status", extra={"target": str(key), "error": pods})
+            else:
+                out[key] = pods
+        return out
 
     def observe(self, targets: Sequence[ServingAutoscalerSpec], now_s: float) -> dict[TargetKey, Observation]:
         out = dict(self.inner.observe(targets, now_s))
+        found = self._listed(targets)
         listed: dict[TargetKey, tuple[ServingAutoscalerSpec, Mapping[str, PodRef]]] = {}
         requests: list[StatusRequest] = []
         for spec in targets:
-            pods = self._pods(spec)
+            key = target_key(spec)
+            pods = found.get(key)
             if pods is None:
                 continue
-            key = target_key(spec)
             listed[key] = (spec, pods)
             grpc = self.poller.protocol == "grpc"
             for name, ref in pods.items():

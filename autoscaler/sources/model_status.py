@@ -122,7 +122,7 @@ class StatusRequest:
 class ModelStatusPoller:
     """Asks many pods at once; one `poll()` takes at most about `timeout_s`, however many pods hang."""
 
-    def __init__(self, *, timeout_s: float = 1.0, max_workers: int = 16, protocol: str = "rest") -> None:
+    def __init__(self, *, timeout_s: float = 1.0, max_workers: int = 64, protocol: str = "rest") -> None:
         if protocol not in ("rest", "grpc"):
             raise ValueError(f"protocol: expected 'rest' or 'grpc', got {protocol!r}")
         if not (math.isfinite(timeout_s) and timeout_s > 0):
