@@ -31,6 +31,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no Prometheus: discover each Deployment's pods and scrape TF Serving directly",
     )
+    parser.add_argument(
+        "--model-status",
+        choices=("rest", "grpc", "off"),
+        default="rest",
+        help="ask every pod for TF Serving's model status (REST /v1/models/<m> or gRPC GetModelStatus, "
+        "which needs the 'tfserving' extra): pods count as ready once their model is AVAILABLE",
+    )
+    parser.add_argument(
+        "--model-status-timeout-s", type=float, default=1.0, help="bound on one tick's model-status calls"
+    )
     parser.add_argument("--metrics-host", default="0.0.0.0")
     parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics, /healthz, /readyz")
     parser.add_argument("--adapter-port", type=int, default=None, help="serve the custom/external metrics API here")
@@ -82,14 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> None:
     from autoscaler.core.store import DecisionStore
-    from autoscaler.runtime.discovery import PodDiscoveringSource
+    from autoscaler.runtime.discovery import PodDiscoveringSource, PodLister
     from autoscaler.runtime.factory import prometheus_history
     from autoscaler.runtime.forecast_pool import ForecastPool
     from autoscaler.runtime.kube import build_kube_parts
     from autoscaler.runtime.leader import LeaderConfig
     from autoscaler.runtime.loop import ControlLoop
+    from autoscaler.runtime.model_status import ModelStatusSource
     from autoscaler.runtime.specwatch import SpecErrorReporter, SpecWatcher
     from autoscaler.runtime.telemetry import Telemetry
+    from autoscaler.sources.model_status import ModelStatusPoller
     from autoscaler.sources.prometheus import PrometheusSource
     from autoscaler.sources.scrape import ScrapeSource
 
@@ -110,11 +122,19 @@ async def _main(args: argparse.Namespace) -> None:
         else None
     )
     kube = build_kube_parts(clock, kubeconfig=args.kubeconfig, identity=args.identity, leader=leader)
-    source: PrometheusSource | PodDiscoveringSource
+    source: PrometheusSource | PodDiscoveringSource | ModelStatusSource
     if args.prometheus_url:
         source = PrometheusSource(args.prometheus_url)
     else:
         source = PodDiscoveringSource(kube.api_client, ScrapeSource())
+    if args.model_status != "off":
+        source = ModelStatusSource(
+            source,
+            ModelStatusPoller(timeout_s=args.model_status_timeout_s, protocol=args.model_status),
+            lister=None if isinstance(source, PodDiscoveringSource) else PodLister(kube.api_client),
+            events=kube.events,
+            is_leader=kube.is_leader(),
+        )
     loop = ControlLoop(
         clock=clock,
         source=source,

@@ -56,6 +56,7 @@ from autoscaler.core.decide_rules import (
     plan_replicas,
 )
 from autoscaler.core.joint import PairOption, choose_pair, horizon_s
+from autoscaler.core.serving_signals import NO_GPU, gpu_check, model_ready
 from autoscaler.core.state import State
 from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
 from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile, ServingAutoscalerSpec
@@ -96,8 +97,14 @@ def decide(
     load_rps, load_note = _observed_load(obs) if fresh else (None, stale_note)
     burst_rps = _finite_nonneg(obs.burst_rate_rps) if fresh else None
     ready = obs.ready_replicas if obs.ready_replicas is not None else current
+    # a replica is ready capacity once TF Serving serves its model (not merely when the pod is Ready)
+    ready, pending, model_note = model_ready(obs.model_status, ready, max(0, obs.pending_replicas or 0))
 
     cal, regime_since_s, cal_note = _calibrated(spec, state, obs, fresh, ready, now_s)
+    gpu, gpu_rate = NO_GPU, None  # the simulator has no GPU signal: not even a model lookup
+    if obs.gpu_util.status is SignalStatus.OK:
+        model = _capacity_model_cached(spec.profile, _scale_step(cal.service_scale), False)
+        gpu, gpu_rate = gpu_check(model, state.batching, obs, max(0, ready), fresh, _quantized)
     lead_s, lead_note = _lead_time(spec, obs if fresh else None)
     fc, fc_note = forecast_peak(forecast, now_s, lead_s, spec.provisioning.forecast_quantile)
     if fc_note:
@@ -111,7 +118,7 @@ def decide(
         now_s=now_s,
         current_replicas=current,
         ready_replicas=max(0, ready),
-        pending_replicas=max(0, obs.pending_replicas or 0),
+        pending_replicas=pending,
         load_rps=load_rps,
         load_note=load_note,
         burst_rps=burst_rps,
@@ -119,6 +126,7 @@ def decide(
         lead_s=lead_s,
         surge_ratio=_surge_ratio(forecast, lead_s),
         surge_cap_rps=forecast.surge_cap_rps if forecast is not None else None,
+        no_scale_down=gpu.hold_text(gpu_rate) if gpu.saturated else None,
     )
     plan = plan_replicas(inputs, capacity_rps)
 
@@ -129,6 +137,10 @@ def decide(
     if lead_note:
         notes.append(lead_note)
     notes.append(cal_note)
+    if gpu.note:
+        notes.append(gpu.note)
+    if model_note:
+        notes.append(model_note)
     notes.extend(plan.notes)
 
     decision = Decision(
@@ -151,6 +163,10 @@ def decide(
         lead_time_s=lead_s,
         panic=plan.panic_trigger_s is not None,
         notes=tuple(notes),
+        gpu_util=gpu.observed,
+        gpu_util_model=gpu.modelled,
+        model_ready_replicas=max(0, ready) if obs.model_status is not None else None,
+        model_versions=obs.model_status.text() if obs.model_status is not None else "",
     )
     scaled_up = plan.desired > state.last_desired_replicas
     # every field spelled out (dataclasses.replace costs ~10 µs a tick); created_s is the only one kept

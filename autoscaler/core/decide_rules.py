@@ -120,6 +120,9 @@ class Inputs:
     lead_s: float
     surge_ratio: float | None = None  # core/surge.py: the load may climb this much over the lead time
     surge_cap_rps: float | None = None  # ... but not above the highest load of the history
+    # an independent check (core/serving_signals.py: the GPU busier than the model explains) forbids a
+    # scale-down below the last desired count this tick; the text says why
+    no_scale_down: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,10 @@ def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
         clause += f"; kept at {floor} (never scale down {'on missing data' if load is None else 'in panic'})"
         desired = floor
         binding = Binding.HOLD_MISSING_DATA if load is None else Binding.PANIC
+    if inp.no_scale_down is not None and desired < min(ref, hi):
+        desired = min(ref, hi)
+        clause += f"; kept at {desired}: {inp.no_scale_down}"
+        binding = Binding.GPU_SATURATION
     desired = min(max(desired, lo), hi)
 
     if desired != ref:

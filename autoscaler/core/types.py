@@ -70,6 +70,50 @@ class Signal:
 
 MISSING = Signal(None, SignalStatus.MISSING, "not observed")
 
+# TF Serving's ModelVersionStatus.State (tensorflow_serving/apis/get_model_status.proto): a version
+# is START when the manager first hears of it, LOADING while its SavedModel loads and warms up,
+# AVAILABLE while it serves, UNLOADING and END once a newer version (or a config change) retires it.
+MODEL_STATES = ("UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END")
+_LIVE_STATES = frozenset(("START", "LOADING", "AVAILABLE", "UNLOADING"))
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """TF Serving's model status (REST `GET /v1/models/<m>`, gRPC `GetModelStatus`) over one target's pods.
+
+    `available` pods have some version of the model AVAILABLE; `unknown` pods did not answer (timeout,
+    refused, bad reply), so their Kubernetes readiness stands: a missing status can lower the ready count
+    no further than Kubernetes does, and never lowers a replica count (DESIGN.md safety rule 5).
+    `versions` is (version, state, pods in that state), sorted.
+    """
+
+    pods: int
+    available: int
+    unknown: int = 0
+    versions: tuple[tuple[int, str, int], ...] = ()
+
+    @property
+    def ready_bound(self) -> int:
+        """At most this many pods serve the model (answered AVAILABLE, or did not answer)."""
+        return self.available + self.unknown
+
+    @property
+    def live_versions(self) -> tuple[int, ...]:
+        """Versions loading, serving or unloading on some pod (END and UNKNOWN excluded)."""
+        return tuple(sorted({v for v, st, _ in self.versions if st in _LIVE_STATES}))
+
+    @property
+    def rollout(self) -> bool:
+        """Two versions live at once: TF Serving is moving from one version to the next."""
+        return len(self.live_versions) >= 2
+
+    def text(self) -> str:
+        """'v1 AVAILABLE on 3 pods, v2 LOADING on 1 pod' (+ pods without an answer)."""
+        parts = [f"v{v} {st} on {n} pod{'s' if n != 1 else ''}" for v, st, n in self.versions]
+        if self.unknown:
+            parts.append(f"{self.unknown} of {self.pods} pods did not answer")
+        return ", ".join(parts) or f"no version of the model on {self.pods} pods"
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -89,6 +133,7 @@ class Observation:
     current_replicas: int | None = None  # Deployment spec.replicas
     ready_replicas: int | None = None
     pending_replicas: int | None = None  # created but not ready
+    model_status: ModelStatus | None = None  # TF Serving's model status per pod; None = not asked
 
     @property
     def arrival_rps(self) -> Signal:
@@ -210,6 +255,7 @@ class Binding(str, Enum):
     REACTIVE_FLOOR = "reactive-floor"
     SURGE_RESERVE = "surge-reserve"
     PANIC = "panic"
+    GPU_SATURATION = "gpu-saturation"  # GPU busier than the capacity model explains: no scale-down
 
 
 @dataclass(frozen=True)
@@ -245,3 +291,7 @@ class Decision:
     lead_time_s: float | None = None
     panic: bool = False
     notes: tuple[str, ...] = field(default=())
+    gpu_util: float | None = None  # observed GPU busy fraction (DCGM), mean over ready pods
+    gpu_util_model: float | None = None  # what the calibrated capacity model predicts at the observed rate
+    model_ready_replicas: int | None = None  # replicas counted as ready capacity (model AVAILABLE)
+    model_versions: str = ""  # the model status summary ('' = not asked); names a version rollout

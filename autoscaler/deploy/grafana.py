@@ -134,11 +134,13 @@ def panels() -> list[Panel]:
         Panel(
             "GPU utilization",
             "DCGM GPU utilization of the target's pods (DCGM_FI_DEV_GPU_UTIL, percent; needs honorLabels "
-            "so pod/namespace are the workload's).",
+            "so pod/namespace are the workload's), and what the calibrated capacity model predicts at the "
+            "observed rate: a GPU far busier than predicted holds scale-downs (binding gpu-saturation).",
             "percent",
             (
                 Query(f"avg(DCGM_FI_DEV_GPU_UTIL{{{PODS}}})", "mean", "A"),
                 Query(f"max(DCGM_FI_DEV_GPU_UTIL{{{PODS}}})", "max", "B"),
+                Query(f"100 * max({n.GPU_UTIL_MODEL}{{{TARGET}}})", "capacity model", "C"),
             ),
             key=True,
         ),

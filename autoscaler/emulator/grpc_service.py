@@ -58,7 +58,7 @@ async def start_grpc_server(replica: EmulatorReplica, host: str, port: int) -> t
                 await context.abort(_GRPC_CODE.get(out.status, grpc.StatusCode.INTERNAL), out.message)
             resp = predict_pb2.PredictResponse()
             resp.model_spec.name = spec.name
-            resp.model_spec.version.value = replica.config.version
+            resp.model_spec.version.value = replica.serving_version() or replica.config.version
             t = resp.outputs["predictions"]
             t.dtype = 1  # DT_FLOAT
             t.tensor_shape.dim.add().size = rows
@@ -70,14 +70,18 @@ async def start_grpc_server(replica: EmulatorReplica, host: str, port: int) -> t
         async def GetModelStatus(self, request: Any, context: Any) -> Any:
             cfg = replica.config
             spec = request.model_spec
-            if spec.name != cfg.model_name or (spec.HasField("version") and spec.version.value != cfg.version):
+            states = replica.version_states()
+            if spec.HasField("version"):
+                states = [(v, s) for v, s in states if v == spec.version.value]
+            if spec.name != cfg.model_name or not states:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}")
             resp = get_model_status_pb2.GetModelStatusResponse()
-            st = resp.model_version_status.add()
-            st.version = cfg.version
-            st.state = get_model_status_pb2.ModelVersionStatus.State.Value(replica.model_state())
-            st.status.error_code = 0  # OK
-            st.status.error_message = ""
+            for version, state in reversed(states):  # newest first, like the REST reply
+                st = resp.model_version_status.add()
+                st.version = version
+                st.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+                st.status.error_code = 0  # OK
+                st.status.error_message = ""
             return resp
 
     server = grpc.aio.server()

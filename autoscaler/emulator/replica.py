@@ -2,10 +2,17 @@
 
 Owns the REST surface of a TF Serving pod as clients, Prometheus and the autoscaler see it
 (docs/specs.md §4, §5.4): `POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict`,
-`GET /v1/models/<m>[/versions/<v>]` (model status, LOADING during the startup delay, then
-AVAILABLE), and `/monitoring/prometheus/metrics` rendered exactly like TF Serving. Requests go
-through a real asyncio batch queue (`batcher.py`) whose service time per batch comes from the
-replica's `ServiceProfile` via `core.capacity.ServiceTime`. Errors use TF Serving's JSON shape
+`GET /v1/models/<m>[/versions/<v>]` (model status), and `/monitoring/prometheus/metrics` rendered
+exactly like TF Serving. Model versions follow TF Serving's ModelVersionStatus.State
+(tensorflow_serving/apis/get_model_status.proto): START when the manager learns of a version,
+LOADING for the load + warmup delay, AVAILABLE, then UNLOADING and END once a newer version is
+AVAILABLE (the default availability-preserving policy loads the new version before unloading the
+old one, so a rollout shows two versions live). END versions stay listed, as the status monitor keeps
+them. Predict without a version goes to the newest AVAILABLE version. One difference, on purpose:
+TF Serving opens its ports only after the initial load, while the replica answers LOADING during it
+(so tests can see the state); the daemon's model-status client treats both as "not serving yet".
+Requests go through a real asyncio batch queue (`batcher.py`) whose service time per batch comes
+from the replica's `ServiceProfile` via `core.capacity.ServiceTime`. Errors use TF Serving's JSON shape
 `{"error": "..."}` and its HTTP mapping of canonical codes. gRPC (`grpc_service.py`) is started
 only when asked for, because importing `tensorflow_serving.apis` loads TensorFlow (~4 s).
 """
@@ -59,6 +66,7 @@ class ReplicaConfig:
     profile: ServiceProfile = field(default_factory=ServiceProfile)
     service_scale: float = 1.0  # multiplies the profile's batch latency (slower/faster hardware)
     startup_delay_s: float = 0.0  # model load + warmup: LOADING until then (already time-scaled)
+    unload_delay_s: float = 0.0  # an old version's UNLOADING -> END after a newer one is AVAILABLE
     time_scale: float = 1.0
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port (see EmulatorReplica.port after start)
@@ -87,6 +95,8 @@ class EmulatorReplica:
         self._grpc_bound = 0
         self._loaded = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
+        self._versions: dict[int, str] = {}  # version -> ModelVersionStatus.State name
+        self._version_tasks: list[asyncio.Task[None]] = []
         self._busy_offset_s = 0.0  # busy time of queues replaced by set_batching()
 
     # ----------------------------------------------------------------- lifecycle
@@ -105,12 +115,15 @@ class EmulatorReplica:
             from autoscaler.emulator.grpc_service import start_grpc_server
 
             self._grpc, self._grpc_bound = await start_grpc_server(self, self.config.host, self.config.grpc_port)
+        self._versions[self.config.version] = "START"
         self._load_task = asyncio.create_task(self._load())
         return self
 
     async def stop(self) -> None:
         if self._load_task is not None:
             self._load_task.cancel()
+        for task in self._version_tasks:
+            task.cancel()
         if self._grpc is not None:
             await self._grpc.stop(grace=None)
             self._grpc = None
@@ -138,14 +151,35 @@ class EmulatorReplica:
         return q
 
     async def _load(self) -> None:
-        delay_s = self.config.startup_delay_s
+        await self._load_version(self.config.version, self.config.startup_delay_s)
+
+    async def _load_version(self, version: int, delay_s: float) -> None:
+        """START -> LOADING -> (delay) AVAILABLE; then older live versions UNLOADING -> END."""
+        self._versions[version] = "LOADING"
         await asyncio.sleep(delay_s)
-        path = f"/models/{self.config.model_name}/{self.config.version}"
+        path = f"/models/{self.config.model_name}/{version}"
         self.metrics.load_attempt_count.inc(path, "success")
         self.metrics.load_latency.inc(path, by=int(delay_s * 0.7 * 1e6))
         self.metrics.warmup_latency.observe(delay_s * 0.3 * 1e6, path, "OK")
+        self._versions[version] = "AVAILABLE"
         self._loaded.set()
-        log.info("emulator %s: model %s version %d AVAILABLE", self.url, self.config.model_name, 1)
+        log.info("emulator %s: model %s version %d AVAILABLE", self.url, self.config.model_name, version)
+        old = [v for v, st in self._versions.items() if v < version and st in ("AVAILABLE", "LOADING", "START")]
+        for v in old:
+            self._versions[v] = "UNLOADING"
+        if old:
+            await asyncio.sleep(self.config.unload_delay_s)
+            for v in old:
+                self._versions[v] = "END"
+
+    def load_version(self, version: int, delay_s: float | None = None) -> None:
+        """Start loading `version` (like a new version directory appearing under the model's base
+        path); it serves after `delay_s` (default: the startup delay), then older versions unload."""
+        if version in self._versions:
+            raise ValueError(f"version: {version} is already known to this replica (states {self._versions})")
+        self._versions[version] = "START"
+        wait_s = self.config.startup_delay_s if delay_s is None else delay_s
+        self._version_tasks.append(asyncio.create_task(self._load_version(version, wait_s)))
 
     async def set_batching(self, params: BatchingParams) -> None:
         """Swap the batching parameters (like loading a new version with a new batching_params.pbtxt)."""
@@ -193,7 +227,20 @@ class EmulatorReplica:
         return self._busy_offset_s + (self._queue.busy_seconds() if self._queue is not None else 0.0)
 
     def model_state(self) -> str:
-        return "AVAILABLE" if self.ready else "LOADING"
+        """The state of the newest version that is not END (what a single-version status shows)."""
+        live = [v for v, st in self._versions.items() if st != "END"]
+        return self._versions[max(live)] if live else "END"
+
+    def version_states(self) -> list[tuple[int, str]]:
+        """(version, ModelVersionStatus.State name) for every version this replica knows, ascending."""
+        return sorted(self._versions.items())
+
+    def serving_version(self, version: int | None = None) -> int | None:
+        """The version a Predict goes to: `version` if AVAILABLE, else (None) the newest AVAILABLE one."""
+        if version is not None:
+            return version if self._versions.get(version) == "AVAILABLE" else None
+        avail = [v for v, st in self._versions.items() if st == "AVAILABLE"]
+        return max(avail) if avail else None
 
     # ----------------------------------------------------------------- serving core (REST + gRPC)
     def _on_batch(self, stats: BatchStats) -> None:
@@ -217,7 +264,9 @@ class EmulatorReplica:
 
     async def _predict(self, model: str, version: str | None, rows: int) -> PredictOutcome:
         cfg = self.config
-        if model != cfg.model_name or (version is not None and version != str(cfg.version)) or not self.ready:
+        wanted = int(version) if version is not None and version.isdigit() else None
+        served = self.serving_version(wanted) if version is None or wanted is not None else None
+        if model != cfg.model_name or served is None:
             spec = f"Latest({model})" if version is None else f"Specific({model}, {version})"
             return PredictOutcome("NOT_FOUND", f"Servable not found for request: {spec}")
         if rows < 1:
@@ -271,15 +320,17 @@ class EmulatorReplica:
 
     def _rest_status(self, model: str, kind: str | None, ver: str | None) -> web.Response:
         cfg = self.config
-        if model != cfg.model_name or (kind == "versions" and ver != str(cfg.version)):
+        states = self.version_states()
+        if kind == "versions":
+            states = [(v, st) for v, st in states if str(v) == ver]
+        if model != cfg.model_name or not states:
             return _error(404, f"Could not find any versions of model {model}")
+        # GetModelStatusResponse as JSON: the int64 version as a string; newest first, as the status
+        # monitor's version map (std::greater) orders them
         doc = {
             "model_version_status": [
-                {
-                    "version": str(cfg.version),
-                    "state": self.model_state(),
-                    "status": {"error_code": "OK", "error_message": ""},
-                }
+                {"version": str(v), "state": st, "status": {"error_code": "OK", "error_message": ""}}
+                for v, st in reversed(states)
             ]
         }
         return web.Response(text=json.dumps(doc, indent=1), content_type="application/json")

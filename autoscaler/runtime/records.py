@@ -41,6 +41,10 @@ def decision_dict(d: Decision) -> dict[str, Any]:
         "forecast_model": d.forecast_model,
         "capacity_rps": _r(d.capacity_rps),
         "lead_time_s": _r(d.lead_time_s, 1),
+        "gpu_util": _r(d.gpu_util),
+        "gpu_util_model": _r(d.gpu_util_model),
+        "model_ready_replicas": d.model_ready_replicas,
+        "model_versions": d.model_versions,
         "batching": {
             "max_batch_size": b.max_batch_size,
             "batch_timeout_us": b.batch_timeout_us,

@@ -57,6 +57,10 @@ class StoreCollector(Collector):
             "fc_hi": fam(n.FORECAST_HI_RPS, "Upper bound of the forecast interval, requests/s."),
             "cap": fam(n.CAPACITY_RPS, "Per-replica capacity at the latency SLO, requests/s."),
             "lat": fam(n.LATENCY_MS, "Observed latency at the SLO quantile, milliseconds."),
+            "gpu": fam(n.GPU_UTIL, "Observed GPU busy fraction (DCGM), mean over ready pods."),
+            "gpu_m": fam(n.GPU_UTIL_MODEL, "GPU busy fraction the capacity model predicts at the observed rate."),
+            "mready": fam(n.MODEL_READY_REPLICAS, "Replicas counted as ready capacity (model AVAILABLE)."),
+            "mroll": fam(n.MODEL_ROLLOUT, "1 while two model versions are live on the pods, else 0."),
             "mbs": fam(n.BATCH_MAX_SIZE, "Chosen TF Serving max_batch_size."),
             "bto": fam(n.BATCH_TIMEOUT_US, "Chosen TF Serving batch_timeout_micros."),
             "bth": fam(n.BATCH_THREADS, "Chosen TF Serving num_batch_threads."),
@@ -95,6 +99,11 @@ class StoreCollector(Collector):
                 add("bth", lv, d.batching.num_batch_threads)
                 add("beq", lv, d.batching.max_enqueued_batches)
             if last is not None:
+                add("gpu", lv, last.gpu_util)
+                add("gpu_m", lv, last.gpu_util_model)
+                add("mready", lv, last.model_ready_replicas)
+                if obs is not None and obs.model_status is not None:
+                    add("mroll", lv, 1 if obs.model_status.rollout else 0)
                 add("valid", lv, 1 if last.valid else 0)
                 add("ts", lv, last.time_s)
                 add("obs", lv, last.observed_rps)
