@@ -53,3 +53,15 @@ def test_remote_driver_matches_local_and_recovers_from_a_dead_worker() -> None:
     finally:
         pool.close()
     assert forecast_pool._DRIVERS == {}  # the daemon process itself never holds a driver
+
+
+def test_worker_driver_learns_the_surge_reserve_as_the_in_process_one() -> None:
+    """The daemon's worker builds its drivers with the simulator's surge settings (driver_for)."""
+    from autoscaler.core.surge import surge_settings
+    from autoscaler.forecast.driver import driver_for
+
+    spec = ServingAutoscalerSpec(name="m", target=TargetRef("ml", "m", "m"), forecaster=FSPEC)
+    worker = forecast_pool._ensure("ml/m", spec.forecaster, surge_settings(spec))
+    local = driver_for(spec)
+    for attr in ("surge_budget", "surge_base_s", "surge_max_steps", "surge_pool_quantile"):
+        assert getattr(worker, attr) == getattr(local, attr), attr

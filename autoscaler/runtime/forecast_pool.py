@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from autoscaler.core.surge import surge_settings
+from autoscaler.core.surge import SURGE_POOL_QUANTILE, surge_settings
 from autoscaler.core.types import FloatArray, Forecast
 from autoscaler.spec.types import ForecasterSpec, ServingAutoscalerSpec
 
@@ -37,7 +37,9 @@ def _ensure(key: str, spec: ForecasterSpec, surge: tuple[float, float]) -> Any:
     if drv is None or drv.spec != spec or (drv.surge_budget, drv.surge_base_s) != surge:
         from autoscaler.forecast.driver import ForecastDriver
 
-        drv = ForecastDriver(spec, surge_budget=surge[0], surge_base_s=surge[1])
+        drv = ForecastDriver(
+            spec, surge_budget=surge[0], surge_base_s=surge[1], surge_pool_quantile=SURGE_POOL_QUANTILE
+        )
         _DRIVERS[key] = drv
     return drv
 
