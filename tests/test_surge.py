@@ -128,3 +128,26 @@ def test_the_reserve_never_exceeds_the_history_peak() -> None:
     d2, _ = decide(spec, State.initial(spec, 0.0, 4), above, fc, now_s=0.0)
     (p2,) = [p for p in d2.proposals if p.signal == "surge"]
     assert p2.load_rps == 2000.0
+
+
+def test_a_driver_with_too_little_history_uses_the_start_up_prior_and_says_so() -> None:
+    from autoscaler.core.surge import SURGE_PRIOR_RATIO
+    from autoscaler.forecast.driver import driver_for
+
+    spec = ServingAutoscalerSpec(name="r", target=TargetRef("ml", "r", "r"), max_replicas=100)
+    step_s = float(spec.forecaster.step_s)
+    short = driver_for(spec)  # 1 h of history: fewer than MIN_WINDOWS steps to learn from
+    short.warm_start(np.full(60, 1000.0), 3600.0, step_s=step_s)
+    fc = short.forecast(3600.0, 600.0)
+    assert fc is not None and not fc.surge_learned and fc.surge_cap_rps is None
+    assert set(fc.surge) == {SURGE_PRIOR_RATIO}
+    d, _ = decide(spec, State.initial(spec, 0.0, 4), replace(_steady(1000.0), time_s=3600.0), fc, now_s=3600.0)
+    (p,) = [p for p in d.proposals if p.signal == "surge"]
+    assert p.load_rps == pytest.approx(1000.0 * SURGE_PRIOR_RATIO)
+    assert d.binding is Binding.SURGE_RESERVE and "start-up reserve" in d.reason
+    # with a day of flat history the target's own (no) surge is learned and replaces the prior
+    rng = np.random.default_rng(1)
+    long = driver_for(spec)
+    long.warm_start(1000.0 * rng.lognormal(0.0, 0.01, 1440), 86_400.0, step_s=step_s)
+    fc2 = long.forecast(86_400.0, 600.0)
+    assert fc2 is not None and fc2.surge_learned and fc2.surge[0] < 1.1 and fc2.surge_cap_rps is not None

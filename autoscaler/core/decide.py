@@ -112,6 +112,7 @@ def decide(
 
     params = state.batching
     capacity_rps = _capacity_rps(spec, cal, params)
+    surge_ratio, surge_learned = _surge_ratio(forecast, lead_s)
     inputs = Inputs(
         spec=spec,
         state=state,
@@ -124,8 +125,9 @@ def decide(
         burst_rps=burst_rps,
         forecast=fc,
         lead_s=lead_s,
-        surge_ratio=_surge_ratio(forecast, lead_s),
-        surge_cap_rps=forecast.surge_cap_rps if forecast is not None else None,
+        surge_ratio=surge_ratio,
+        surge_learned=surge_learned,
+        surge_cap_rps=forecast.surge_cap_rps if forecast is not None and surge_learned else None,
         no_scale_down=gpu.hold_text(gpu_rate) if gpu.saturated else None,
     )
     plan = plan_replicas(inputs, capacity_rps)
@@ -236,13 +238,14 @@ def _freshness(spec: ServingAutoscalerSpec, obs: Observation, now_s: float) -> t
     return True, ""
 
 
-def _surge_ratio(forecast: Forecast | None, lead_s: float) -> float | None:
-    """The surge reserve for the lead time (`core.surge`), from the forecaster's learned ratios."""
+def _surge_ratio(forecast: Forecast | None, lead_s: float) -> tuple[float | None, bool]:
+    """The surge reserve for the lead time (`core.surge`) and whether the target's own history taught it
+    (False: the forecaster's start-up prior, `core.surge.SURGE_PRIOR_RATIO`)."""
     if forecast is None or not forecast.surge or not forecast.step_s > 0:
-        return None
+        return None, True
     k = min(max(1, math.ceil(lead_s / forecast.step_s - 1e-9)), len(forecast.surge))
     r = forecast.surge[k - 1]
-    return r if math.isfinite(r) and r >= 1.0 else None
+    return (r, forecast.surge_learned) if math.isfinite(r) and r >= 1.0 else (None, True)
 
 
 def _finite_nonneg(sig: Signal) -> float | None:

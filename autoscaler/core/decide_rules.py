@@ -120,6 +120,7 @@ class Inputs:
     lead_s: float
     surge_ratio: float | None = None  # core/surge.py: the load may climb this much over the lead time
     surge_cap_rps: float | None = None  # ... but not above the highest load of the history
+    surge_learned: bool = True  # False: the start-up prior (core.surge.SURGE_PRIOR_RATIO), no history yet
     # an independent check (core/serving_signals.py: the GPU busier than the model explains) forbids a
     # scale-down below the last desired count this tick; the text says why
     no_scale_down: str | None = None
@@ -338,9 +339,14 @@ def _driver_text(
         capped = ""
         if inp.surge_cap_rps is not None and inp.load_rps * inp.surge_ratio > inp.surge_cap_rps:
             capped = f", capped at the history's peak {fmt_rps(inp.surge_cap_rps)} rps"
+        why = (
+            f"the climb this target's history shows within {inp.lead_s:.0f} s"
+            if inp.surge_learned
+            else "start-up reserve: too little history to learn this target's own yet"
+        )
         return (
             f"observed load {fmt_rps(inp.load_rps)} rps × surge reserve {inp.surge_ratio:.2f}{capped} "
-            f"(the climb this target's history shows within {inp.lead_s:.0f} s) needs {p_surge} × {per}"
+            f"({why}) needs {p_surge} × {per}"
         )
     if driver == "burst" and inp.burst_rps is not None:
         return (

@@ -174,6 +174,7 @@ class Forecast:
     # recent peak, learned from the history at the SLO's miss budget; () = not learned
     surge: tuple[float, ...] = ()
     surge_cap_rps: float | None = None  # the surge reserve never provisions above the history's peak load
+    surge_learned: bool = True  # False: too little history yet, `surge` is core.surge.SURGE_PRIOR_RATIO
     # peak_step's answers per (steps, quantile): the forecast driver hands the same forecast to every
     # tick of one step, so each is computed once (a memo of a pure function, not state)
     _peaks: dict[tuple[int, int, float], tuple[float, int]] = field(

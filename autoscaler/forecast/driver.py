@@ -36,7 +36,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from autoscaler.core.surge import SURGE_POOL_QUANTILE, surge_ratios, surge_settings
+from autoscaler.core.surge import SURGE_POOL_QUANTILE, SURGE_PRIOR_RATIO, surge_ratios, surge_settings
 from autoscaler.core.types import FloatArray, Forecast
 from autoscaler.forecast.auto import FALLBACK_MODEL, MIN_POINTS, select
 from autoscaler.forecast.base import ErrorIntervalForecaster, ForecastError
@@ -105,6 +105,7 @@ class ForecastDriver:
         self.surge_max_steps = max(1, math.ceil(surge_max_s / spec.step_s))
         self.surge_pool_quantile = surge_pool_quantile
         self.surge: tuple[float, ...] = ()
+        self.surge_learned = True
         self.surge_cap_rps: float | None = None
         self.fit_count = 0
         self.select_count = 0
@@ -207,7 +208,9 @@ class ForecastDriver:
         missing = self._trailing_missing()
         if missing:
             note = f"{note}; last {missing} step(s) missing: state carried forward".lstrip("; ")
-        fc = replace(fc, note=note, surge=self.surge, surge_cap_rps=self.surge_cap_rps)
+        fc = replace(
+            fc, note=note, surge=self.surge, surge_cap_rps=self.surge_cap_rps, surge_learned=self.surge_learned
+        )
         self._cache = (key, fc)
         return fc
 
@@ -250,18 +253,23 @@ class ForecastDriver:
         self._model = model
         self._fed = self._n_done
         self._last_fit_s = now_s
-        if self.surge_budget is not None and not self._short_history():
+        if self.surge_budget is not None:
             history = np.asarray(self._values[-self.history_len :], dtype=np.float64)
-            self.surge = surge_ratios(
-                history,
-                self.surge_max_steps,
-                self.surge_budget,
-                base_steps=self.surge_base_steps,
-                season_steps=self.season_length,
-                pool_quantile=self.surge_pool_quantile,
-            )
+            learned: tuple[float, ...] = ()
+            if not self._short_history():
+                learned = surge_ratios(
+                    history,
+                    self.surge_max_steps,
+                    self.surge_budget,
+                    base_steps=self.surge_base_steps,
+                    season_steps=self.season_length,
+                    pool_quantile=self.surge_pool_quantile,
+                )
             finite = history[np.isfinite(history)]
-            self.surge_cap_rps = float(finite.max()) if self.surge and len(finite) else None
+            self.surge_learned = bool(learned)
+            # too little history to learn from: the start-up prior, with no cap (no peak to cap it at)
+            self.surge = learned or (SURGE_PRIOR_RATIO,) * self.surge_max_steps
+            self.surge_cap_rps = float(finite.max()) if learned and len(finite) else None
         self.fit_count += 1
         self._cache = None
 
