@@ -70,7 +70,7 @@ async def start_grpc_server(replica: EmulatorReplica, host: str, port: int) -> t
         async def GetModelStatus(self, request: Any, context: Any) -> Any:
             cfg = replica.config
             spec = request.model_spec
-            if spec.name != cfg.model_name or (spec.HasField("version") and spec.version.value != cfg.version):
+            if spec.name not in cfg.served() or (spec.HasField("version") and spec.version.value != cfg.version):
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}")
             resp = get_model_status_pb2.GetModelStatusResponse()
             st = resp.model_version_status.add()
