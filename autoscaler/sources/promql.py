@@ -79,6 +79,7 @@ def pod_model(matcher: str) -> str:
 
     Pods serving several models are left out: their batch-queue and GPU series cannot be split by
     model, and keeping them would make every `group_left` join fail as many-to-many for all targets.
+    A multi-model target reads those signals per pod instead (`pod_rate_sum`, `pod_gpu_util`).
     """
     pm = f"group by (namespace, pod, model_name) ({_sel(REQUEST_COUNT, matcher)})"
     return f"({pm} unless on (namespace, pod) (count by (namespace, pod) ({pm}) > 1))"
@@ -170,6 +171,19 @@ def pod_batch_size(matcher: str, window_s: float) -> str:
     num = f"sum by (namespace, pod) (rate({_sel(PROCESSED_BATCH_SIZE + '_sum', matcher)}[{w}]))"
     den = f"sum by (namespace, pod) (rate({_sel(PROCESSED_BATCH_SIZE + '_count', matcher)}[{w}]))"
     return f"{num} / {den}"
+
+
+def pod_rate_sum(series: str, matcher: str, window_s: float) -> str:
+    """Per-second increase of one series summed per (namespace, pod): a histogram's `_sum` or
+    `_count` for the per-pod means of a multi-model server (sources/multimodel.py)."""
+    return f"sum by (namespace, pod) (rate({_sel(series, matcher)}[{duration(window_s)}]))"
+
+
+def pod_gpu_util(matcher: str) -> str:
+    """GPU busy fraction 0..1 per (namespace, pod): GR_ENGINE_ACTIVE, else GPU_UTIL/100."""
+    prof = f"avg by (namespace, pod) ({_sel(GR_ENGINE_ACTIVE, matcher)})"
+    util = f"avg by (namespace, pod) ({_sel(GPU_UTIL, matcher)} / 100)"
+    return f"{prof} or {util}"
 
 
 def rate_history(namespace: str, model_name: str, window_s: float) -> str:
