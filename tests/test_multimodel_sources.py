@@ -180,3 +180,39 @@ def test_combine_rules() -> None:
     nan = Signal.missing(SignalStatus.NAN, "0/0")
     assert worst_latency([nan, Signal.of(5.0)], ["a", "b"]).value == 5.0  # idle model: left out
     assert worst_latency([nan, nan], ["a", "b"]) is nan
+
+
+@pytest.mark.asyncio
+async def test_direct_scrape_combines_the_models_too() -> None:
+    """The Prometheus-less path: per-model counters summed, the worst model's latency, each share."""
+    from autoscaler.sources.scrape import ScrapeSource
+
+    params = BatchingParams(max_batch_size=8, batch_timeout_us=2_000, num_batch_threads=2)
+    cfg = ReplicaConfig(
+        model_name="slow", profile=SLOW, other_models=(ServedModel("fast", profile=FAST),), batching=params
+    )
+    reps = [await EmulatorReplica(cfg).start() for _ in range(2)]
+    src = ScrapeSource({KEY: {f"mm-{i}": r.url for i, r in enumerate(reps)}}, rate_window_s=30.0)
+    try:
+        await asyncio.gather(*(r.wait_ready(2) for r in reps))
+        loop = asyncio.get_running_loop()
+        await src.observe_async([SPEC], loop.time())
+        urls = [r.url for r in reps]
+        res = await asyncio.gather(
+            replay(poisson_arrivals(60.0, 2.0, seed=5), urls, model="slow"),
+            replay(poisson_arrivals(180.0, 2.0, seed=6), urls, model="fast"),
+        )
+        obs = (await src.observe_async([SPEC], loop.time()))[KEY]
+        pods = src.observe_pods([SPEC], loop.time())[KEY]
+    finally:
+        for r in reps:
+            await r.stop()
+        src.close()
+    ok = {m: r.ok for m, r in zip(("slow", "fast"), res, strict=True)}
+    rates = dict(obs.model_rates_rps)
+    assert rates["slow"] / rates["fast"] == pytest.approx(ok["slow"] / ok["fast"], rel=1e-9)  # exact counters
+    assert obs.request_rate_rps.value == pytest.approx(rates["slow"] + rates["fast"], rel=1e-9)
+    assert obs.latency_ms.ok and obs.latency_ms.detail.startswith("worst of 2 models")
+    assert obs.mean_batch_size.ok and obs.current_replicas == 2
+    assert sum(p.request_rate_rps or 0.0 for p in pods) == pytest.approx(obs.request_rate_rps.value, rel=1e-9)
+    assert all(p.latency_ms is not None for p in pods)
