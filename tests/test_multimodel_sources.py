@@ -26,6 +26,7 @@ from autoscaler.emulator import (
     poisson_arrivals,
     replay,
 )
+from autoscaler.sources.history import fetch_rate_history
 from autoscaler.sources.multimodel import combine, sum_rates, worst_latency
 from autoscaler.sources.prometheus import PrometheusSource
 from autoscaler.spec.types import (
@@ -61,6 +62,7 @@ class Live:
     obs: Observation
     pods: tuple[object, ...]
     busy_fraction: float
+    history_rps: list[float]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -107,11 +109,14 @@ async def live(prometheus: PrometheusServer) -> AsyncIterator[Live]:
         q = time.time()
         obs = await asyncio.to_thread(src.observe, [SPEC], q)
         pods = await asyncio.to_thread(src.observe_pods, [SPEC], q)
+        hist = await asyncio.to_thread(
+            fetch_rate_history, prom.url, SPEC, since_s=q - 4.0, step_s=2.0, now_s=q, rate_window_s=6.0
+        )
         elapsed = asyncio.get_running_loop().time() - t0
         busy = sum(r.busy_seconds() - b for r, b in zip(reps, busy0, strict=True)) / elapsed / len(reps)
         for t in loads:
             t.cancel()
-        yield Live(reps, obs[KEY], pods[KEY], busy)
+        yield Live(reps, obs[KEY], pods[KEY], busy, [float(x) for x in hist])
     finally:
         src.close()
         for r in reps:
@@ -143,6 +148,8 @@ async def test_deployment_signals_are_the_models_combined(live: Live) -> None:
     assert [p.pod for p in live.pods] == ["mm-6b7f9c8d4-abcde", "mm-6b7f9c8d4-fghij"]  # type: ignore[attr-defined]
     pod_total = sum(p.request_rate_rps or 0.0 for p in live.pods)  # type: ignore[attr-defined]
     assert pod_total == pytest.approx(o.request_rate_rps.value or 0.0, rel=0.1)
+    # the forecaster's warm-up history is the Deployment's load: every model's, summed
+    assert live.history_rps and live.history_rps[-1] == pytest.approx(total, rel=0.25)
     # the decision sizes the Deployment for the observed mix (mostly the fast model)
     d = PredictiveController(SPEC, None).decide(o, None, o.time_s)
     assert d.valid and d.observed_rps == pytest.approx(o.arrival_rps.value)

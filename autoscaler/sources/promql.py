@@ -13,7 +13,7 @@ The only per-target filter is a `namespace=~` regex (a few namespaces, not 1,000
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -186,8 +186,13 @@ def pod_gpu_util(matcher: str) -> str:
     return f"{prof} or {util}"
 
 
-def rate_history(namespace: str, model_name: str, window_s: float) -> str:
+def rate_history(namespace: str, model_name: str | Sequence[str], window_s: float) -> str:
     """Offered load of one target for range queries: served (OK) + rejected (UNAVAILABLE) per second,
-    the same quantity as `Observation.arrival_rps`."""
-    sel = _sel(REQUEST_COUNT, f'namespace="{namespace}"', f'model_name="{model_name}"', 'status=~"OK|UNAVAILABLE"')
+    the same quantity as `Observation.arrival_rps`; summed over the models of a multi-model server."""
+    names = [model_name] if isinstance(model_name, str) else list(model_name)
+    if len(names) == 1:
+        model = f'model_name="{names[0]}"'
+    else:
+        model = f'model_name=~"{"|".join(re.escape(n).replace(chr(92), chr(92) * 2) for n in names)}"'
+    sel = _sel(REQUEST_COUNT, f'namespace="{namespace}"', model, 'status=~"OK|UNAVAILABLE"')
     return f"sum(rate({sel}[{duration(window_s)}]))"
