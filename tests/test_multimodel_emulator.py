@@ -38,7 +38,8 @@ async def test_each_model_has_its_path_status_and_labelled_metrics() -> None:
         n = int((res.status == 200).sum())
         assert n == len(res.status) > 20
         assert f':tensorflow:serving:request_count{{model_name="{model}",status="OK"}} {n}' in page
-        assert f':tensorflow:serving:request_latency_count{{model_name="{model}",API="predict",entrypoint="REST"}} {n}' in page
+        latency = f':tensorflow:serving:request_latency_count{{model_name="{model}",API="predict",entrypoint="REST"}}'
+        assert f"{latency} {n}" in page
         assert f'load_attempt_count{{model_path="/models/{model}/1",status="success"}} 1' in page
     # TF Serving's session-batching series carry no model_name: one set for the whole server
     assert not any("batching_session" in ln and "model_name" in ln for ln in page.splitlines())

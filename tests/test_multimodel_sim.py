@@ -63,7 +63,8 @@ def test_models_list_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"models: expected a non-empty list"):
         parse_scenario({**base, "models": []}, "s.yaml")
     sc = parse_scenario({**base, "models": [{"model": "bert", "trace": AZURE}]}, "s.yaml")
-    with pytest.raises(ScenarioError, match=r"models\[0\].model: expected one of the spec's models resnet-fp32, resnet-amp"):
+    want = r"models\[0\].model: expected one of the spec's models resnet-fp32, resnet-amp \(got 'bert'\)"
+    with pytest.raises(ScenarioError, match=want):
         load_inputs(sc)
 
 

@@ -10,7 +10,8 @@ service time from the replica's profile, divided by `time_scale` so tests can ru
 
 Busy time (at least one batch in flight) is accumulated for the fake DCGM exporter's GPU
 utilization. A multi-model server has one queue per model sharing one `device` semaphore: a batch
-waits for the device before it starts, as batches of all models run on the one GPU. Time comes from the event loop's monotonic clock: this is a live server stand-in.
+waits for the device before it starts, as batches of all models run on the one GPU. Time comes
+from the event loop's monotonic clock: this is a live server stand-in.
 """
 
 from __future__ import annotations

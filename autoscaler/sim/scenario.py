@@ -306,7 +306,9 @@ def _load_mixed(sc: Scenario, spec: ServingAutoscalerSpec) -> Inputs:
     share, summed, then scaled as a whole; the spec mixed at the realised shares."""
     names = spec.target.model_names
     shares = dict(zip(names, declared_shares(spec.target.models), strict=True)) if spec.target.models else {}
-    windows, histories, loads = [], [], {}
+    windows: list[FloatArray] = []
+    histories: list[FloatArray] = []
+    loads: dict[str, float] = {}
     for i, m in enumerate(sc.models):
         model = m.model if m.model is not None else (names[0] if len(names) == 1 else None)
         if model not in names:
@@ -315,24 +317,29 @@ def _load_mixed(sc: Scenario, spec: ServingAutoscalerSpec) -> Inputs:
                 f"(got {m.model!r})"
             )
         path = _trace_path(replace(sc, trace=m.trace))
-        kw = {"mask_gaps": sc.mask_gaps, "superpose_s": m.superpose_s}
-        full = load_trace(path, **kw)  # type: ignore[arg-type]
+        mask, sup = sc.mask_gaps, m.superpose_s
+        full = load_trace(path, mask_gaps=mask, superpose_s=sup)
         end = full.start_s + full.duration_s
         if not 0 <= m.start_s < end:
             raise ScenarioError(
                 f"{sc.source}: models[{i}].start_s: expected a time in [0, {end:g}) s (got {m.start_s:g})"
             )
         duration = min(sc.duration_s or end - m.start_s, end - m.start_s)
-        per_s = load_trace(path, start_s=m.start_s, duration_s=duration, **kw).rate_per_second()  # type: ignore[arg-type]
+        per_s = load_trace(
+            path, start_s=m.start_s, duration_s=duration, mask_gaps=mask, superpose_s=sup
+        ).rate_per_second()
         mean = mean_rate(per_s)
-        scale = m.rate_scale if m.rate_scale is not None else (shares.get(model, 1.0) / mean if mean > 0 else 1.0)
-        windows.append(per_s * scale)
-        loads[model] = loads.get(model, 0.0) + mean * scale
+        scale_m = m.rate_scale if m.rate_scale is not None else (shares.get(model, 1.0) / mean if mean > 0 else 1.0)
+        windows.append(per_s * scale_m)
+        loads[model] = loads.get(model, 0.0) + mean * scale_m
         step = full.step_s or 1.0
         hist_s = sc.history_s if sc.history_s is not None else float(spec.forecaster.history_s)
         h_len = math.floor(min(hist_s, m.start_s) / step) * step
-        hist = load_trace(path, start_s=m.start_s - h_len, duration_s=h_len, **kw) if h_len > 0 else None  # type: ignore[arg-type]
-        histories.append(hist.rate_per_second() * scale if hist is not None else np.zeros(0))
+        if h_len > 0:
+            hist = load_trace(path, start_s=m.start_s - h_len, duration_s=h_len, mask_gaps=mask, superpose_s=sup)
+            histories.append(hist.rate_per_second() * scale_m)
+        else:
+            histories.append(np.zeros(0))
     spec = spec_for_mix(spec, loads)
     combined = summed(windows)
     scale = sc.rate_scale
