@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -70,3 +71,14 @@ async def test_models_share_one_device_batches_never_overlap() -> None:
     overlaps = sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1] - 1e-6)
     assert overlaps == 0
     assert busy == pytest.approx(sum(e - s for s, e in spans), rel=0.05)  # device busy = Σ batch times
+
+
+def test_emulate_command_serves_every_model_of_a_multi_model_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler.cli import main
+
+    spec = str(Path(__file__).resolve().parents[1] / "examples" / "multimodel-t4.yaml")
+    rc = main(["emulate", "--spec", spec, "--port", "0", "--duration-s", "0.5"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    (line,) = [ln for ln in out if ln.startswith("resnet-fp32-emulator-0 ")]
+    assert line.split()[1].endswith("/v1/models/resnet-fp32,resnet-amp")
