@@ -137,6 +137,8 @@ def test_controller_sizes_a_multi_model_deployment_for_its_mix() -> None:
         )
         d = ctl.decide(obs, None, 0.0)
         assert d.valid and d.capacity_rps is not None
+        a, b = round(100 * rates[0] / 1000), round(100 * rates[1] / 1000)
+        assert d.notes[-1] == f"capacity per pod of the model mix: {a}% resnet-fp32 + {b}% resnet-amp"
         desired[name] = (d.desired_replicas, d.capacity_rps)
     assert desired["fp32-heavy"][1] < desired["amp-heavy"][1]
     assert desired["fp32-heavy"][0] > desired["amp-heavy"][0]

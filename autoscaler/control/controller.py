@@ -123,6 +123,9 @@ class PredictiveController:
         # a multi-model server: the pod's capacity is that of this tick's model mix (single model: self.spec)
         spec = spec_for_mix(self.spec, observation.model_rates_rps)
         decision, self.state = core_decide(spec, self.state, observation, forecast, now_s=now_s, target=self.target)
+        if spec is not self.spec:  # say which mix the capacity is for ("mix: 60% a + 40% b")
+            mix = f"capacity per pod of the model {spec.profile.source}"
+            decision = replace(decision, notes=(*decision.notes, mix))
         self.last_decision = decision
         return decision
 
