@@ -142,3 +142,10 @@ def test_controller_sizes_a_multi_model_deployment_for_its_mix() -> None:
         desired[name] = (d.desired_replicas, d.capacity_rps)
     assert desired["fp32-heavy"][1] < desired["amp-heavy"][1]
     assert desired["fp32-heavy"][0] > desired["amp-heavy"][0]
+
+
+def test_validate_lists_every_served_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler.cli import main
+
+    assert main(["validate", str(EXAMPLE)]) == 0
+    assert "-> serving/resnet-multi (models resnet-fp32, resnet-amp), mode hpa" in capsys.readouterr().out
