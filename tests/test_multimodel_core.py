@@ -149,3 +149,16 @@ def test_validate_lists_every_served_model(capsys: pytest.CaptureFixture[str]) -
 
     assert main(["validate", str(EXAMPLE)]) == 0
     assert "-> serving/resnet-multi (models resnet-fp32, resnet-amp), mode hpa" in capsys.readouterr().out
+
+
+def test_simulate_from_prometheus_keeps_every_model_of_the_spec() -> None:
+    import argparse
+
+    from autoscaler.commands.simulate_history import target_spec
+
+    args = argparse.Namespace(target="serving/resnet-multi", spec=str(EXAMPLE), model=None)
+    s = target_spec(args)
+    assert s.target.model_names == ("resnet-fp32", "resnet-amp")  # the history query sums both
+    assert s.profile.source == "mix: 60% resnet-fp32 + 40% resnet-amp"
+    one = target_spec(argparse.Namespace(target="serving/resnet-multi", spec=str(EXAMPLE), model="resnet-amp"))
+    assert one.target.model_names == ("resnet-amp",) and one.profile == load_spec(EXAMPLE).target.models[1].profile
