@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -63,6 +63,8 @@ class Live:
     pods: tuple[object, ...]
     busy_fraction: float
     history_rps: list[float]
+    src: PrometheusSource
+    query_time_s: float
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -116,7 +118,7 @@ async def live(prometheus: PrometheusServer) -> AsyncIterator[Live]:
         busy = sum(r.busy_seconds() - b for r, b in zip(reps, busy0, strict=True)) / elapsed / len(reps)
         for t in loads:
             t.cancel()
-        yield Live(reps, obs[KEY], pods[KEY], busy, [float(x) for x in hist])
+        yield Live(reps, obs[KEY], pods[KEY], busy, [float(x) for x in hist], src, q)
     finally:
         src.close()
         for r in reps:
@@ -153,6 +155,22 @@ async def test_deployment_signals_are_the_models_combined(live: Live) -> None:
     # the decision sizes the Deployment for the observed mix (mostly the fast model)
     d = PredictiveController(SPEC, None).decide(o, None, o.time_s)
     assert d.valid and d.observed_rps == pytest.approx(o.arrival_rps.value)
+
+
+@pytest.mark.prometheus
+@pytest.mark.asyncio(loop_scope="module")
+async def test_problems_name_the_model_and_per_pod_signals_are_not_reported_missing(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The per-model joins of queue wait, batch size and GPU are empty for multi-model pods by design:
+    no warning about them; a model without series is named in the line about it."""
+    caplog.set_level("DEBUG", logger="autoscaler.sources.prometheus")
+    ghost_model = replace(SPEC.target, models=(*SPEC.target.models, ServedModel("ghost")))
+    o = (await asyncio.to_thread(live.src.observe, [replace(SPEC, target=ghost_model)], live.query_time_s))[KEY]
+    assert o.request_rate_rps.ok and "ghost: no series yet, 0" in o.request_rate_rps.detail
+    lines = [r.getMessage() for r in caplog.records]
+    assert not any(f"signal {n} is" in ln for ln in lines for n in ("queue_latency_ms", "mean_batch_size", "gpu_util"))
+    assert any("request_rate_rps is missing" in ln and f"{KEY} [ghost]" in ln for ln in lines)
 
 
 def test_combine_rules() -> None:

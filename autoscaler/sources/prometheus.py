@@ -196,13 +196,21 @@ class PrometheusSource:
             key = target_key(spec)
             ns, dep = spec.target.namespace, spec.target.deployment
             stale = _stale(fresh_model, (ns, model), spec.provisioning.stale_after_s, now_s)
+            # a multi-model target: problems name the model; per-Deployment ones are logged once
+            one = len(spec.target.model_names) == 1
+            label, first = (str(key), True) if one else (f"{key} [{model}]", model == spec.target.model_names[0])
 
             def sig(
-                name: str, query: str, key: TargetKey = key, mk: tuple[str, str] = (ns, model), stale: str = stale
+                name: str,
+                query: str,
+                label: str = label,
+                mk: tuple[str, str] = (ns, model),
+                stale: str = stale,
+                report: bool = True,
             ) -> Signal:
                 s = _plausible(name, _signal(ans[query], model_idx[query].get(mk), stale))
-                if not s.ok:
-                    problems[(name, s.status)].append(f"{key} ({s.detail})")
+                if not s.ok and report:
+                    problems[(name, s.status)].append(f"{label} ({s.detail})")
                 return s
 
             names = ("request_rate_rps", "error_rate_rps", "rejected_rps")
@@ -212,21 +220,21 @@ class PrometheusSource:
             )
             for name, s in zip(("request_rate_rps", "error_rate_rps", "rejected_rps"), rates, strict=True):
                 if not s.ok:
-                    problems[(name, s.status)].append(f"{key} ({s.detail})")
+                    problems[(name, s.status)].append(f"{label} ({s.detail})")
             kube_stale = _stale(fresh_kube, (ns, dep), spec.provisioning.stale_after_s, now_s)
             current, ready, total = (
                 _int(reps, n, ns, dep, kube_stale) for n in (promql.KSM_SPEC, promql.KSM_READY, promql.KSM_STATUS)
             )
-            if current is None:
+            if current is None and first:
                 problems[("replicas", SignalStatus.MISSING)].append(
                     f"{key} (kube-state-metrics: {kube_stale or 'no series'})"
                 )
             att_name = f"slo_attainment@{spec.slo.latency_ms:g}"
             att = _attainment(ans[att_name], attain_buckets[att_name].get((ns, model)), spec.slo.latency_ms, stale)
             if not att.ok:
-                problems[("slo_attainment", att.status)].append(f"{key} ({att.detail})")
+                problems[("slo_attainment", att.status)].append(f"{label} ({att.detail})")
             cs = _plausible("cold_start_s", _cold_signal(ans["cold_start_s"], cold.get((ns, dep))))
-            if not cs.ok:
+            if not cs.ok and first:
                 problems[("cold_start_s", cs.status)].append(f"{key} ({cs.detail})")
             out[key] = per_model[key][model] = Observation(
                 time_s=now_s,
@@ -236,9 +244,10 @@ class PrometheusSource:
                 burst_rate_rps=sig("burst_rate_rps", f"burst_rate@{spec.provisioning.burst_window_s:g}"),
                 latency_ms=sig("latency_ms", f"latency_ms@{spec.slo.latency_quantile:g}"),
                 slo_attainment=att,
-                queue_latency_ms=sig("queue_latency_ms", "queue_latency_ms"),
-                mean_batch_size=sig("mean_batch_size", "mean_batch_size"),
-                gpu_util=sig("gpu_util", "gpu_util"),
+                # multi-model pods are not joined per model: per pod below (`_per_pod_signals`)
+                queue_latency_ms=sig("queue_latency_ms", "queue_latency_ms", report=one),
+                mean_batch_size=sig("mean_batch_size", "mean_batch_size", report=one),
+                gpu_util=sig("gpu_util", "gpu_util", report=one),
                 cold_start_s=cs,
                 current_replicas=current,
                 ready_replicas=ready,
@@ -246,7 +255,10 @@ class PrometheusSource:
             )
         for spec in multi:
             key = target_key(spec)
-            out[key] = multimodel.combine(per_model[key], _per_pod_signals(ans, spec, out[key]))
+            out[key] = o = multimodel.combine(per_model[key], _per_pod_signals(ans, spec, out[key]))
+            for name in ("queue_latency_ms", "mean_batch_size", "gpu_util"):
+                if not (s := getattr(o, name)).ok:
+                    problems[(name, s.status)].append(f"{key} ({s.detail})")
         self._log_problems(problems)
         return out
 
