@@ -13,7 +13,7 @@ import contextlib
 import json
 
 from autoscaler.emulator import EmulatorReplica, FakeDcgmExporter, ReplicaConfig, poisson_arrivals, replay
-from autoscaler.spec.types import BatchingParams, ServiceProfile
+from autoscaler.spec.types import BatchingParams, ServedModel, ServiceProfile
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +37,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 async def _main(args: argparse.Namespace) -> int:
     model = args.model or "resnet"
     batching, profile = BatchingParams(), ServiceProfile()
+    other: tuple[ServedModel, ...] = ()
     if args.spec:
         from autoscaler.spec import load_spec
 
         spec = load_spec(args.spec)
         model = args.model or spec.target.model_name
         batching, profile = spec.batching.initial, spec.profile
+        if spec.target.models and not args.model:  # a multi-model server: every model of the spec
+            first, *rest = spec.target.models
+            profile = first.profile or spec.profile
+            other = tuple(ServedModel(m.name, profile=m.profile or spec.profile) for m in rest)
     replicas: list[EmulatorReplica] = []
     for i in range(args.replicas):
         port = 0 if args.port == 0 else args.port + i
@@ -57,6 +62,7 @@ async def _main(args: argparse.Namespace) -> int:
             grpc_port=grpc_port,
             namespace=args.namespace,
             pod=f"{model}-emulator-{i}",
+            other_models=other,
         )
         replicas.append(await EmulatorReplica(cfg).start())
     dcgm = None
@@ -64,7 +70,8 @@ async def _main(args: argparse.Namespace) -> int:
         dcgm = await FakeDcgmExporter(replicas, port=args.dcgm_port).start()
     for r in replicas:
         grpc = f" grpc=127.0.0.1:{r.grpc_port}" if r.grpc_port else ""
-        print(f"{r.pod} {r.url}/v1/models/{model} metrics={r.url}/monitoring/prometheus/metrics{grpc}", flush=True)
+        models = ",".join(r.config.served())  # a multi-model server: /v1/models/<m> for each
+        print(f"{r.pod} {r.url}/v1/models/{models} metrics={r.url}/monitoring/prometheus/metrics{grpc}", flush=True)
     if dcgm is not None:
         print(f"dcgm {dcgm.url}/metrics", flush=True)
     try:

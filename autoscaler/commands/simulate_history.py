@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from autoscaler.core.multimodel import spec_for_mix
 from autoscaler.core.types import FloatArray
 from autoscaler.runtime.clock import WallClock
 from autoscaler.sim.baselines import registry
@@ -58,8 +59,11 @@ def target_spec(args: argparse.Namespace) -> ServingAutoscalerSpec:
     )
     model = args.model or (base.target.model_name if base.target.deployment == deploy else deploy)
     t = base.target
-    target = TargetRef(ns, deploy, model, t.rest_port, t.grpc_port, t.container, t.batching_configmap)
-    return replace(base, target=target)
+    models = t.models if not args.model and t.deployment == deploy else ()  # a multi-model spec: every model
+    target = TargetRef(ns, deploy, model, t.rest_port, t.grpc_port, t.container, t.batching_configmap, models)
+    own = next((m.profile for m in t.models if m.name == args.model and m.profile is not None), base.profile)
+    # the replay serves the models' summed load at the spec's shares (one fixed mix: core/multimodel.py)
+    return spec_for_mix(replace(base, target=target, profile=own))
 
 
 def run_from_prometheus(args: argparse.Namespace, console: Console) -> int:

@@ -36,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             for s in specs:
                 t = s.target
+                models = f"model {t.model_name}" if len(t.model_names) == 1 else f"models {', '.join(t.model_names)}"
                 print(
-                    f"{path}: ok: {s.name} -> {t.namespace}/{t.deployment} (model {t.model_name}), "
+                    f"{path}: ok: {s.name} -> {t.namespace}/{t.deployment} ({models}), "
                     f"mode {s.mode.value}, replicas [{s.min_replicas}, {s.max_replicas}], "
                     f"p{s.slo.latency_quantile * 100:g} <= {s.slo.latency_ms:g} ms"
                 )

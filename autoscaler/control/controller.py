@@ -28,6 +28,7 @@ from typing import Protocol
 
 from autoscaler.core.decide import decide as core_decide
 from autoscaler.core.decide import lead_time
+from autoscaler.core.multimodel import spec_for_mix
 from autoscaler.core.state import State
 from autoscaler.core.types import Decision, FloatArray, Forecast, Observation, TargetKey
 from autoscaler.spec.types import BatchingParams, Mode, ServingAutoscalerSpec
@@ -119,9 +120,12 @@ class PredictiveController:
             self.start(now_s, current if current is not None and current >= 0 else 1)
         assert self.state is not None
         self._before = self.state
-        decision, self.state = core_decide(
-            self.spec, self.state, observation, forecast, now_s=now_s, target=self.target
-        )
+        # a multi-model server: the pod's capacity is that of this tick's model mix (single model: self.spec)
+        spec = spec_for_mix(self.spec, observation.model_rates_rps)
+        decision, self.state = core_decide(spec, self.state, observation, forecast, now_s=now_s, target=self.target)
+        if spec is not self.spec:  # say which mix the capacity is for ("mix: 60% a + 40% b")
+            mix = f"capacity per pod of the model {spec.profile.source}"
+            decision = replace(decision, notes=(*decision.notes, mix))
         self.last_decision = decision
         return decision
 

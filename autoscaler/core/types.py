@@ -134,6 +134,9 @@ class Observation:
     ready_replicas: int | None = None
     pending_replicas: int | None = None  # created but not ready
     model_status: ModelStatus | None = None  # TF Serving's model status per pod; None = not asked
+    # multi-model servers: offered load (OK + UNAVAILABLE responses/s) per model name, the mix the
+    # pod's capacity is shared by (core/multimodel.py); () for a single model or when unknown
+    model_rates_rps: tuple[tuple[str, float], ...] = ()
 
     @property
     def arrival_rps(self) -> Signal:

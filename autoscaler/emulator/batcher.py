@@ -9,7 +9,9 @@ is needed, the task fails with UNAVAILABLE. Processing a batch is `await asyncio
 service time from the replica's profile, divided by `time_scale` so tests can run faster.
 
 Busy time (at least one batch in flight) is accumulated for the fake DCGM exporter's GPU
-utilization. Time comes from the event loop's monotonic clock: this is a live server stand-in.
+utilization. A multi-model server has one queue per model sharing one `device` semaphore: a batch
+waits for the device before it starts, as batches of all models run on the one GPU. Time comes
+from the event loop's monotonic clock: this is a live server stand-in.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class BatchStats:
     size: int
     queue_waits_s: list[float]
     service_s: float
+    started_s: float = 0.0  # event-loop time the batch began executing (on the device)
 
 
 @dataclass
@@ -65,7 +68,10 @@ class BatchQueue:
         time_scale: float = 1.0,
         on_batch: Callable[[BatchStats], None] | None = None,
         device_parallelism: int = 1,
+        device: asyncio.Semaphore | None = None,
     ) -> None:
+        """`device`: shared by the queues of every model of one server (one queue per model, one
+        GPU): a batch holds it while it executes, so the models' service times add up on the device."""
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         self.params = params
@@ -75,6 +81,7 @@ class BatchQueue:
         self._service_ms = service_ms
         self._time_scale = time_scale
         self._on_batch = on_batch
+        self._device = device
         self._batches: deque[_Batch] = deque()
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -161,6 +168,13 @@ class BatchQueue:
             await self._run(batch)
 
     async def _run(self, batch: _Batch) -> None:
+        if self._device is None:
+            await self._execute(batch)
+            return
+        async with self._device:  # wait for the device the server's other models share
+            await self._execute(batch)
+
+    async def _execute(self, batch: _Batch) -> None:
         start = self.now_s()
         if self._in_flight == 0:
             self._busy_since_s = start
@@ -175,7 +189,7 @@ class BatchQueue:
                 self._busy_since_s = None
         waits = [start - t.enqueued_s for t in batch.tasks]
         if self._on_batch is not None:
-            self._on_batch(BatchStats(batch.rows, waits, service_s))
+            self._on_batch(BatchStats(batch.rows, waits, service_s, start))
         for t, w in zip(batch.tasks, waits, strict=True):
             if not t.future.done():
                 t.future.set_result(w)

@@ -73,7 +73,7 @@ async def start_grpc_server(replica: EmulatorReplica, host: str, port: int) -> t
             states = replica.version_states()
             if spec.HasField("version"):
                 states = [(v, s) for v, s in states if v == spec.version.value]
-            if spec.name != cfg.model_name or not states:
+            if spec.name not in cfg.served() or not states:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}")
             resp = get_model_status_pb2.GetModelStatusResponse()
             for version, state in reversed(states):  # newest first, like the REST reply

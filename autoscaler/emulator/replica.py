@@ -1,16 +1,18 @@
 """EmulatorReplica: one TF Serving replica stand-in, served over real HTTP (and optionally gRPC).
 
 Owns the REST surface of a TF Serving pod as clients, Prometheus and the autoscaler see it
-(docs/specs.md §4, §5.4): `POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict`,
+(docs/specs.md §4, §5.4): `POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict` for each
+model it serves (`other_models`: a multi-model server, one batch queue per model on one device),
 `GET /v1/models/<m>[/versions/<v>]` (model status), and `/monitoring/prometheus/metrics` rendered
 exactly like TF Serving. Model versions follow TF Serving's ModelVersionStatus.State
 (tensorflow_serving/apis/get_model_status.proto): START when the manager learns of a version,
 LOADING for the load + warmup delay, AVAILABLE, then UNLOADING and END once a newer version is
 AVAILABLE (the default availability-preserving policy loads the new version before unloading the
-old one, so a rollout shows two versions live). END versions stay listed, as the status monitor keeps
-them. Predict without a version goes to the newest AVAILABLE version. One difference, on purpose:
-TF Serving opens its ports only after the initial load, while the replica answers LOADING during it
-(so tests can see the state); the daemon's model-status client treats both as "not serving yet".
+old one, so a rollout shows two versions live); every served model follows the same versions. END
+versions stay listed, as the status monitor keeps them. Predict without a version goes to the newest
+AVAILABLE version. One difference, on purpose: TF Serving opens its ports only after the initial
+load, while the replica answers LOADING during it (so tests can see the state); the daemon's
+model-status client treats both as "not serving yet".
 Requests go through a real asyncio batch queue (`batcher.py`) whose service time per batch comes
 from the replica's `ServiceProfile` via `core.capacity.ServiceTime`. Errors use TF Serving's JSON shape
 `{"error": "..."}` and its HTTP mapping of canonical codes. gRPC (`grpc_service.py`) is started
@@ -31,7 +33,7 @@ from aiohttp import web
 from autoscaler.core.capacity import ServiceTime
 from autoscaler.emulator.batcher import BatchQueue, BatchStats, QueueFullError, TaskTooLargeError
 from autoscaler.emulator.tfmetrics import TfServingMetrics
-from autoscaler.spec.types import BatchingParams, ServiceProfile
+from autoscaler.spec.types import BatchingParams, ServedModel, ServiceProfile
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,16 @@ class ReplicaConfig:
     grpc_port: int | None = None  # None: no gRPC server; 0: any free port
     namespace: str = "default"
     pod: str | None = None  # pod name for labels (DCGM); default "<model>-emulator-<port>"
+    # More models in the server's model_config_list, each with its own batch queue on the one
+    # device (profile None: `profile`); every model uses the one `batching` file, as in TF Serving.
+    other_models: tuple[ServedModel, ...] = ()
+
+    def served(self) -> dict[str, ServiceProfile]:
+        """Model name -> its service profile, `model_name` first."""
+        out = {self.model_name: self.profile}
+        for m in self.other_models:
+            out[m.name] = m.profile if m.profile is not None else self.profile
+        return out
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,9 @@ class EmulatorReplica:
     def __init__(self, config: ReplicaConfig | None = None) -> None:
         self.config = config or ReplicaConfig()
         self.metrics = TfServingMetrics()
-        self._queue: BatchQueue | None = None
+        self._queue: BatchQueue | None = None  # model_name's
+        self._queues: dict[str, BatchQueue] = {}  # every model's, model_name's included
+        self._device: asyncio.Semaphore | None = None
         self._runner: web.AppRunner | None = None
         self._grpc: Any = None
         self._port = 0
@@ -102,7 +116,9 @@ class EmulatorReplica:
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> EmulatorReplica:
         self._service = ServiceTime(self.config.profile, self.config.service_scale)
-        self._queue = self._make_queue(self.config.batching)
+        if self.config.other_models:  # one device for every model's queue
+            self._device = asyncio.Semaphore(self.config.profile.device_parallelism)
+        self._make_queues(self.config.batching)
         app = web.Application()
         app.router.add_get(METRICS_PATH, self._handle_metrics)
         app.router.add_route("*", "/v1/models/{tail:.*}", self._handle_models)
@@ -130,8 +146,8 @@ class EmulatorReplica:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._queue is not None:
-            await self._queue.stop()
+        for q in self._queues.values():
+            await q.stop()
 
     async def __aenter__(self) -> EmulatorReplica:
         return await self.start()
@@ -139,16 +155,27 @@ class EmulatorReplica:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _make_queue(self, params: BatchingParams) -> BatchQueue:
+    def _make_queue(self, params: BatchingParams, service: ServiceTime | None = None) -> BatchQueue:
+        svc = service or self._service
         q = BatchQueue(
             params,
-            self._service.ms,
+            svc.ms,
             time_scale=self.config.time_scale,
             on_batch=self._on_batch,
-            device_parallelism=self._service.profile.device_parallelism,
+            device_parallelism=svc.profile.device_parallelism,
+            device=self._device,
         )
         q.start()
         return q
+
+    def _make_queues(self, params: BatchingParams) -> list[BatchQueue]:
+        """A new queue per served model (the old ones are returned for the caller to stop)."""
+        old = list(self._queues.values())
+        self._queue = self._make_queue(params)
+        self._queues = {self.config.model_name: self._queue}
+        for name, profile in list(self.config.served().items())[1:]:
+            self._queues[name] = self._make_queue(params, ServiceTime(profile, self.config.service_scale))
+        return old
 
     async def _load(self) -> None:
         await self._load_version(self.config.version, self.config.startup_delay_s)
@@ -157,13 +184,14 @@ class EmulatorReplica:
         """START -> LOADING -> (delay) AVAILABLE; then older live versions UNLOADING -> END."""
         self._versions[version] = "LOADING"
         await asyncio.sleep(delay_s)
-        path = f"/models/{self.config.model_name}/{version}"
-        self.metrics.load_attempt_count.inc(path, "success")
-        self.metrics.load_latency.inc(path, by=int(delay_s * 0.7 * 1e6))
-        self.metrics.warmup_latency.observe(delay_s * 0.3 * 1e6, path, "OK")
+        for name in self.config.served():
+            path = f"/models/{name}/{version}"
+            self.metrics.load_attempt_count.inc(path, "success")
+            self.metrics.load_latency.inc(path, by=int(delay_s * 0.7 * 1e6))
+            self.metrics.warmup_latency.observe(delay_s * 0.3 * 1e6, path, "OK")
         self._versions[version] = "AVAILABLE"
         self._loaded.set()
-        log.info("emulator %s: model %s version %d AVAILABLE", self.url, self.config.model_name, version)
+        log.info("emulator %s: models %s version %d AVAILABLE", self.url, ", ".join(self.config.served()), version)
         old = [v for v, st in self._versions.items() if v < version and st in ("AVAILABLE", "LOADING", "START")]
         for v in old:
             self._versions[v] = "UNLOADING"
@@ -183,11 +211,9 @@ class EmulatorReplica:
 
     async def set_batching(self, params: BatchingParams) -> None:
         """Swap the batching parameters (like loading a new version with a new batching_params.pbtxt)."""
-        old = self._queue
-        self._queue = self._make_queue(params)
-        if old is not None:
-            self._busy_offset_s += old.busy_seconds()
-            await old.stop()
+        for q in self._make_queues(params):
+            self._busy_offset_s += q.busy_seconds()
+            await q.stop()
 
     # ----------------------------------------------------------------- state
     @property
@@ -224,7 +250,8 @@ class EmulatorReplica:
 
     def busy_seconds(self) -> float:
         """Cumulative time the emulated accelerator had at least one batch executing."""
-        return self._busy_offset_s + (self._queue.busy_seconds() if self._queue is not None else 0.0)
+        # one device: the queues' busy times never overlap (they share `_device`), so they add up
+        return self._busy_offset_s + sum(q.busy_seconds() for q in self._queues.values())
 
     def model_state(self) -> str:
         """The state of the newest version that is not END (what a single-version status shows)."""
@@ -263,18 +290,17 @@ class EmulatorReplica:
         return outcome
 
     async def _predict(self, model: str, version: str | None, rows: int) -> PredictOutcome:
-        cfg = self.config
+        queue = self._queues.get(model)
         wanted = int(version) if version is not None and version.isdigit() else None
         served = self.serving_version(wanted) if version is None or wanted is not None else None
-        if model != cfg.model_name or served is None:
+        if queue is None or served is None:
             spec = f"Latest({model})" if version is None else f"Specific({model}, {version})"
             return PredictOutcome("NOT_FOUND", f"Servable not found for request: {spec}")
         if rows < 1:
             return PredictOutcome("INVALID_ARGUMENT", "Request must contain at least one instance")
-        assert self._queue is not None
         self.metrics.input_batch_size.observe(float(rows))
         try:
-            await self._queue.submit(rows)
+            await queue.submit(rows)
         except QueueFullError as e:
             return PredictOutcome("UNAVAILABLE", str(e))
         except TaskTooLargeError as e:
@@ -319,11 +345,10 @@ class EmulatorReplica:
         return web.json_response({"predictions" if key == "instances" else "outputs": preds})
 
     def _rest_status(self, model: str, kind: str | None, ver: str | None) -> web.Response:
-        cfg = self.config
         states = self.version_states()
         if kind == "versions":
             states = [(v, st) for v, st in states if str(v) == ver]
-        if model != cfg.model_name or not states:
+        if model not in self._queues or not states:
             return _error(404, f"Could not find any versions of model {model}")
         # GetModelStatusResponse as JSON: the int64 version as a string; newest first, as the status
         # monitor's version map (std::greater) orders them

@@ -30,6 +30,8 @@ what was expected.
     seed: 0
     policies: [predictive, hpa-cpu]    # default: every registered policy
     knobs: {predictive: {headroom: 0.1}}
+    models: [{model: a, trace: x.csv}, ...]   # instead of trace: one trace per model of a
+                                       #    multi-model Deployment (sim/multitrace.py)
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ import numpy as np
 import yaml
 
 from autoscaler.core.capacity import CapacityModel
+from autoscaler.core.multimodel import declared_shares, spec_for_mix
 from autoscaler.core.types import FloatArray
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import FIDELITIES
+from autoscaler.sim.multitrace import ModelTrace, mean_rate, mixed_trace, parse_model_traces, summed
 from autoscaler.sim.workload import Trace, load_trace, resolve_trace
 from autoscaler.spec import load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec
@@ -71,6 +75,7 @@ KNOWN_KEYS = {
     "seed",
     "policies",
     "knobs",
+    "models",
 }
 
 
@@ -97,6 +102,7 @@ class Scenario:
     seed: int = 0
     policies: tuple[str, ...] = ()
     knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: tuple[ModelTrace, ...] = ()  # several traces onto one Deployment (sim/multitrace.py)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,15 @@ def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = 
     unknown = sorted(set(doc) - KNOWN_KEYS)
     if unknown:
         raise ScenarioError(f"{source}: {unknown[0]}: unknown field (expected one of {', '.join(sorted(KNOWN_KEYS))})")
+    models: tuple[ModelTrace, ...] = ()
+    if "models" in doc:  # one trace per model instead of `trace`
+        if "trace" in doc:
+            raise ScenarioError(f"{source}: trace: give either trace or models (one trace per model), not both")
+        try:
+            models = parse_model_traces(source, doc["models"])
+        except ValueError as e:
+            raise ScenarioError(str(e)) from None
+        doc = {**doc, "trace": "+".join(m.trace for m in models)}
     for key in ("trace", "spec"):
         if not isinstance(doc.get(key), str) or not doc.get(key):
             raise ScenarioError(f"{source}: {key}: expected a file path or name (got {doc.get(key)!r})")
@@ -204,6 +219,7 @@ def parse_scenario(doc: object, source: str = "<scenario>", base: Path | None = 
         seed=_num(source, doc, "seed", integer=True) or 0,
         policies=tuple(pols),
         knobs={str(k): dict(v) for k, v in knobs.items()},
+        models=models,
     )
 
 
@@ -254,6 +270,8 @@ def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
     if not sc.spec_path.is_file():
         raise ScenarioError(f"{sc.source}: spec: no such file {sc.spec_path}")
     spec = load_spec(sc.spec_path)
+    if sc.models:
+        return _load_mixed(sc, spec)
     path = _trace_path(sc)
     full = load_trace(path, mask_gaps=sc.mask_gaps, superpose_s=sc.superpose_s)
     step = full.step_s or 1.0
@@ -280,4 +298,57 @@ def load_inputs(sc: Scenario, **overrides: Any) -> Inputs:
         history = load_trace(
             path, rate_scale=scale, start_s=sc.start_s - h_len, duration_s=h_len, mask_gaps=mask, superpose_s=sup
         ).rate_per_second()
+    return Inputs(scenario=sc, spec=spec, trace=trace, history_rps=history, rate_scale=scale)
+
+
+def _load_mixed(sc: Scenario, spec: ServingAutoscalerSpec) -> Inputs:
+    """Several traces onto one Deployment (sim/multitrace.py): each model's window scaled to its
+    share, summed, then scaled as a whole; the spec mixed at the realised shares."""
+    names = spec.target.model_names
+    shares = dict(zip(names, declared_shares(spec.target.models), strict=True)) if spec.target.models else {}
+    windows: list[FloatArray] = []
+    histories: list[FloatArray] = []
+    loads: dict[str, float] = {}
+    for i, m in enumerate(sc.models):
+        model = m.model if m.model is not None else (names[0] if len(names) == 1 else None)
+        if model not in names:
+            raise ScenarioError(
+                f"{sc.source}: models[{i}].model: expected one of the spec's models {', '.join(names)} "
+                f"(got {m.model!r})"
+            )
+        path = _trace_path(replace(sc, trace=m.trace))
+        mask, sup = sc.mask_gaps, m.superpose_s
+        full = load_trace(path, mask_gaps=mask, superpose_s=sup)
+        end = full.start_s + full.duration_s
+        if not 0 <= m.start_s < end:
+            raise ScenarioError(
+                f"{sc.source}: models[{i}].start_s: expected a time in [0, {end:g}) s (got {m.start_s:g})"
+            )
+        duration = min(sc.duration_s or end - m.start_s, end - m.start_s)
+        per_s = load_trace(
+            path, start_s=m.start_s, duration_s=duration, mask_gaps=mask, superpose_s=sup
+        ).rate_per_second()
+        mean = mean_rate(per_s)
+        scale_m = m.rate_scale if m.rate_scale is not None else (shares.get(model, 1.0) / mean if mean > 0 else 1.0)
+        windows.append(per_s * scale_m)
+        loads[model] = loads.get(model, 0.0) + mean * scale_m
+        step = full.step_s or 1.0
+        hist_s = sc.history_s if sc.history_s is not None else float(spec.forecaster.history_s)
+        h_len = math.floor(min(hist_s, m.start_s) / step) * step
+        if h_len > 0:
+            hist = load_trace(path, start_s=m.start_s - h_len, duration_s=h_len, mask_gaps=mask, superpose_s=sup)
+            histories.append(hist.rate_per_second() * scale_m)
+        else:
+            histories.append(np.zeros(0))
+    spec = spec_for_mix(spec, loads)
+    combined = summed(windows)
+    scale = sc.rate_scale
+    if scale is None:
+        target = _target_peak(sc, spec)
+        peak = peak_rps(combined)
+        cap = CapacityModel(spec.profile).capacity_at_slo_rps(spec.batching.initial, spec.slo)
+        scale = 1.0 if peak <= 0 or cap <= 0 else target * cap / peak
+    first = _trace_path(replace(sc, trace=sc.models[0].trace))
+    trace = mixed_trace(sc.trace, first, combined * scale, sc.models[0].start_s)
+    history = summed(histories, align_end=True) * scale
     return Inputs(scenario=sc, spec=spec, trace=trace, history_rps=history, rate_scale=scale)

@@ -60,7 +60,7 @@ def fetch_rate_history(
     out = np.full(len(grid), np.nan)
     if len(grid) == 0:
         return out
-    query = promql.rate_history(spec.target.namespace, spec.target.model_name, rate_window_s or step_s)
+    query = promql.rate_history(spec.target.namespace, spec.target.model_names, rate_window_s or step_s)
     prom = PrometheusConnect(url=url.rstrip("/"), disable_ssl=True, retry=Retry(total=0), timeout=timeout_s)
     try:
         for lo in range(0, len(grid), MAX_POINTS_PER_QUERY):

@@ -28,9 +28,9 @@ import math
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -39,7 +39,7 @@ from urllib3.util.retry import Retry
 
 from autoscaler.core.store import PodSignals
 from autoscaler.core.types import Observation, Signal, SignalStatus, TargetKey
-from autoscaler.sources import promql
+from autoscaler.sources import multimodel, promql
 from autoscaler.sources.base import target_key
 from autoscaler.sources.histogram import fraction_at_or_below
 from autoscaler.spec.types import ServingAutoscalerSpec
@@ -160,6 +160,9 @@ class PrometheusSource:
             queries[f"latency_ms@{q:g}"] = promql.latency_ms(m, q, w)
         for slo_ms in sorted({t.slo.latency_ms for t in targets}):
             queries[f"slo_attainment@{slo_ms:g}"] = promql.slo_attainment_buckets(m, slo_ms, w)
+        multi = [t for t in targets if len(t.target.model_names) > 1]
+        if multi:  # multi-model servers: batch queue and GPU per pod (sources/multimodel.py)
+            queries.update(_multi_model_queries(promql.namespace_matcher(t.target.namespace for t in multi), w))
         pod_queries = self._pod_queries(targets)
         ans = self._run({**queries, **pod_queries}, now_s)  # one wave, one budget, per tick
         self._pod_answers = (now_s, _names(targets), {n: ans.pop(n) for n in pod_queries})
@@ -182,21 +185,32 @@ class PrometheusSource:
         model_idx = {
             name: _index(a, ("namespace", "model_name"))
             for name, a in ans.items()
-            if name not in ("request_rate", "replicas", "freshness", "cold_start_s") and name not in attain_buckets
+            if name not in ("request_rate", "replicas", "freshness", "cold_start_s")
+            and name not in attain_buckets
+            and not name.startswith("mm_")
         }
         problems: dict[tuple[str, SignalStatus], list[str]] = defaultdict(list)
         out: dict[TargetKey, Observation] = {}
-        for spec in targets:
+        per_model: dict[TargetKey, dict[str, Observation]] = defaultdict(dict)
+        for spec, model in ((t, mo) for t in targets for mo in t.target.model_names):
             key = target_key(spec)
-            ns, model, dep = spec.target.namespace, spec.target.model_name, spec.target.deployment
+            ns, dep = spec.target.namespace, spec.target.deployment
             stale = _stale(fresh_model, (ns, model), spec.provisioning.stale_after_s, now_s)
+            # a multi-model target: problems name the model; per-Deployment ones are logged once
+            one = len(spec.target.model_names) == 1
+            label, first = (str(key), True) if one else (f"{key} [{model}]", model == spec.target.model_names[0])
 
             def sig(
-                name: str, query: str, key: TargetKey = key, mk: tuple[str, str] = (ns, model), stale: str = stale
+                name: str,
+                query: str,
+                label: str = label,
+                mk: tuple[str, str] = (ns, model),
+                stale: str = stale,
+                report: bool = True,
             ) -> Signal:
                 s = _plausible(name, _signal(ans[query], model_idx[query].get(mk), stale))
-                if not s.ok:
-                    problems[(name, s.status)].append(f"{key} ({s.detail})")
+                if not s.ok and report:
+                    problems[(name, s.status)].append(f"{label} ({s.detail})")
                 return s
 
             names = ("request_rate_rps", "error_rate_rps", "rejected_rps")
@@ -206,23 +220,23 @@ class PrometheusSource:
             )
             for name, s in zip(("request_rate_rps", "error_rate_rps", "rejected_rps"), rates, strict=True):
                 if not s.ok:
-                    problems[(name, s.status)].append(f"{key} ({s.detail})")
+                    problems[(name, s.status)].append(f"{label} ({s.detail})")
             kube_stale = _stale(fresh_kube, (ns, dep), spec.provisioning.stale_after_s, now_s)
             current, ready, total = (
                 _int(reps, n, ns, dep, kube_stale) for n in (promql.KSM_SPEC, promql.KSM_READY, promql.KSM_STATUS)
             )
-            if current is None:
+            if current is None and first:
                 problems[("replicas", SignalStatus.MISSING)].append(
                     f"{key} (kube-state-metrics: {kube_stale or 'no series'})"
                 )
             att_name = f"slo_attainment@{spec.slo.latency_ms:g}"
             att = _attainment(ans[att_name], attain_buckets[att_name].get((ns, model)), spec.slo.latency_ms, stale)
             if not att.ok:
-                problems[("slo_attainment", att.status)].append(f"{key} ({att.detail})")
+                problems[("slo_attainment", att.status)].append(f"{label} ({att.detail})")
             cs = _plausible("cold_start_s", _cold_signal(ans["cold_start_s"], cold.get((ns, dep))))
-            if not cs.ok:
+            if not cs.ok and first:
                 problems[("cold_start_s", cs.status)].append(f"{key} ({cs.detail})")
-            out[key] = Observation(
+            out[key] = per_model[key][model] = Observation(
                 time_s=now_s,
                 request_rate_rps=rates[0],
                 error_rate_rps=rates[1],
@@ -230,14 +244,21 @@ class PrometheusSource:
                 burst_rate_rps=sig("burst_rate_rps", f"burst_rate@{spec.provisioning.burst_window_s:g}"),
                 latency_ms=sig("latency_ms", f"latency_ms@{spec.slo.latency_quantile:g}"),
                 slo_attainment=att,
-                queue_latency_ms=sig("queue_latency_ms", "queue_latency_ms"),
-                mean_batch_size=sig("mean_batch_size", "mean_batch_size"),
-                gpu_util=sig("gpu_util", "gpu_util"),
+                # multi-model pods are not joined per model: per pod below (`_per_pod_signals`)
+                queue_latency_ms=sig("queue_latency_ms", "queue_latency_ms", report=one),
+                mean_batch_size=sig("mean_batch_size", "mean_batch_size", report=one),
+                gpu_util=sig("gpu_util", "gpu_util", report=one),
                 cold_start_s=cs,
                 current_replicas=current,
                 ready_replicas=ready,
                 pending_replicas=None if total is None or ready is None else max(0, total - ready),
             )
+        for spec in multi:
+            key = target_key(spec)
+            out[key] = o = multimodel.combine(per_model[key], _per_pod_signals(ans, spec, out[key]))
+            for name in ("queue_latency_ms", "mean_batch_size", "gpu_util"):
+                if not (s := getattr(o, name)).ok:
+                    problems[(name, s.status)].append(f"{key} ({s.detail})")
         self._log_problems(problems)
         return out
 
@@ -306,15 +327,16 @@ class PrometheusSource:
             pods_of[(n, mo)].append(p)
         out: dict[TargetKey, tuple[PodSignals, ...]] = {}
         for spec in targets:
-            ns, model = spec.target.namespace, spec.target.model_name
+            ns, models = spec.target.namespace, spec.target.model_names
             lat = lats[f"pod_latency@{spec.slo.latency_quantile:g}"]
-            pods = sorted(pods_of.get((ns, model), ()))
+            pods = sorted({p for model in models for p in pods_of.get((ns, model), ())})
             mbs = spec.batching.initial.max_batch_size
             out[target_key(spec)] = tuple(
                 PodSignals(
                     pod=p,
-                    request_rate_rps=_finite(rate.get((ns, model, p))),
-                    latency_ms=_finite(lat.get((ns, model, p))),
+                    # a multi-model pod: its models' rates add up, its latency is the worst model's
+                    request_rate_rps=_total(_finite(rate.get((ns, mo, p))) for mo in models),
+                    latency_ms=_worst(_finite(lat.get((ns, mo, p))) for mo in models),
                     batch_fill=None if (b := _finite(batch.get((ns, p)))) is None else b / mbs,
                     time_s=now_s,
                 )
@@ -344,6 +366,58 @@ def _index(a: _Answer | Result | None, labels: tuple[str, ...]) -> dict[tuple[st
 
 def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum of the known values (one value: itself), None when none is known."""
+    known = [v for v in values if v is not None]
+    return None if not known else known[0] if len(known) == 1 else math.fsum(known)
+
+
+def _worst(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _multi_model_queries(m: str, w: float) -> dict[str, str]:
+    out = {"mm_gpu": promql.pod_gpu_util(m)}
+    for short, metric in (("queue", promql.QUEUING_LATENCY), ("batch", promql.PROCESSED_BATCH_SIZE)):
+        for part in ("sum", "count"):
+            out[f"mm_{short}_{part}"] = promql.pod_rate_sum(f"{metric}_{part}", m, w)
+    return out
+
+
+def _per_pod_signals(ans: dict[str, _Answer], spec: ServingAutoscalerSpec, base: Observation) -> Observation:
+    """`base` with queue wait, batch size and GPU busy averaged over the Deployment's pods, whose
+    names are `<deployment>-<replicaset hash>-<pod id>` (as for cold start)."""
+    ns, dep = spec.target.namespace, spec.target.deployment
+
+    def per_pod(name: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (ns_, pod), v in _index(ans[name], ("namespace", "pod")).items():
+            mt = _POD_SUFFIX.match(pod)
+            if ns_ == ns and mt is not None and mt["deploy"] == dep:
+                out[pod] = v
+        return out
+
+    def failed(*names: str) -> Signal | None:
+        bad = next((ans[n] for n in names if ans[n].result is None), None)
+        return None if bad is None else Signal.missing(SignalStatus.ERROR, f"query failed: {bad.error}")
+
+    pods = sorted({p for n in ans if n.startswith("mm_") for p in per_pod(n)})
+    ql = failed("mm_queue_sum", "mm_queue_count") or multimodel.pod_means(
+        per_pod("mm_queue_sum"), per_pod("mm_queue_count"), pods, "batch queue", 1e-3
+    )
+    bs = failed("mm_batch_sum", "mm_batch_count") or multimodel.pod_means(
+        per_pod("mm_batch_sum"), per_pod("mm_batch_count"), pods, "processed batch size"
+    )
+    gpu = failed("mm_gpu") or multimodel.pod_average(per_pod("mm_gpu"), pods, "GPU utilization")
+    return replace(
+        base,
+        queue_latency_ms=_plausible("queue_latency_ms", ql),
+        mean_batch_size=_plausible("mean_batch_size", bs),
+        gpu_util=_plausible("gpu_util", gpu),
+    )
 
 
 def _stale(fresh: dict[tuple[str, ...], float], key: tuple[str, str], stale_after_s: float, now_s: float) -> str:

@@ -13,7 +13,7 @@ The only per-target filter is a `namespace=~` regex (a few namespaces, not 1,000
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -79,6 +79,7 @@ def pod_model(matcher: str) -> str:
 
     Pods serving several models are left out: their batch-queue and GPU series cannot be split by
     model, and keeping them would make every `group_left` join fail as many-to-many for all targets.
+    A multi-model target reads those signals per pod instead (`pod_rate_sum`, `pod_gpu_util`).
     """
     pm = f"group by (namespace, pod, model_name) ({_sel(REQUEST_COUNT, matcher)})"
     return f"({pm} unless on (namespace, pod) (count by (namespace, pod) ({pm}) > 1))"
@@ -172,8 +173,26 @@ def pod_batch_size(matcher: str, window_s: float) -> str:
     return f"{num} / {den}"
 
 
-def rate_history(namespace: str, model_name: str, window_s: float) -> str:
+def pod_rate_sum(series: str, matcher: str, window_s: float) -> str:
+    """Per-second increase of one series summed per (namespace, pod): a histogram's `_sum` or
+    `_count` for the per-pod means of a multi-model server (sources/multimodel.py)."""
+    return f"sum by (namespace, pod) (rate({_sel(series, matcher)}[{duration(window_s)}]))"
+
+
+def pod_gpu_util(matcher: str) -> str:
+    """GPU busy fraction 0..1 per (namespace, pod): GR_ENGINE_ACTIVE, else GPU_UTIL/100."""
+    prof = f"avg by (namespace, pod) ({_sel(GR_ENGINE_ACTIVE, matcher)})"
+    util = f"avg by (namespace, pod) ({_sel(GPU_UTIL, matcher)} / 100)"
+    return f"{prof} or {util}"
+
+
+def rate_history(namespace: str, model_name: str | Sequence[str], window_s: float) -> str:
     """Offered load of one target for range queries: served (OK) + rejected (UNAVAILABLE) per second,
-    the same quantity as `Observation.arrival_rps`."""
-    sel = _sel(REQUEST_COUNT, f'namespace="{namespace}"', f'model_name="{model_name}"', 'status=~"OK|UNAVAILABLE"')
+    the same quantity as `Observation.arrival_rps`; summed over the models of a multi-model server."""
+    names = [model_name] if isinstance(model_name, str) else list(model_name)
+    if len(names) == 1:
+        model = f'model_name="{names[0]}"'
+    else:
+        model = f'model_name=~"{"|".join(re.escape(n).replace(chr(92), chr(92) * 2) for n in names)}"'
+    sel = _sel(REQUEST_COUNT, f'namespace="{namespace}"', model, 'status=~"OK|UNAVAILABLE"')
     return f"sum(rate({sel}[{duration(window_s)}]))"

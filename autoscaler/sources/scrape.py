@@ -7,7 +7,9 @@ counter increases (with reset handling) over time, the latency quantile is
 Δsum/Δcount. Pod endpoints (pod name → base URL) are set per target at runtime as replicas start
 and stop. TF Serving's names start with `:`; prometheus_client's parser accepts them but renames
 counter samples to `<name>_total`, which `_parse` undoes. There is no GPU metric on this path:
-`gpu_util` is MISSING with a reason. Failures are explicit signals, never zeros.
+`gpu_util` is MISSING with a reason. Failures are explicit signals, never zeros. A multi-model
+server's models are observed one by one and combined like the Prometheus source's
+(`sources/multimodel.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.core.store import PodSignals
 from autoscaler.core.types import Observation, Signal, SignalStatus, TargetKey
+from autoscaler.sources import multimodel
 from autoscaler.sources.base import target_key
 from autoscaler.sources.histogram import fraction_at_or_below, histogram_quantile
 from autoscaler.spec.types import ServingAutoscalerSpec
@@ -75,11 +78,12 @@ def _increase(snaps: Sequence[_Snap], name: str, **match: str) -> float:
     return inc
 
 
-def _buckets_increase(snaps: Sequence[_Snap], name: str) -> dict[float, float]:
+def _buckets_increase(snaps: Sequence[_Snap], name: str, model: str | None = None) -> dict[float, float]:
+    """Bucket increases of a histogram over the window (all models, or `model`'s only)."""
     out: dict[float, float] = {}
     first, last = snaps[0].samples, snaps[-1].samples
     for (n, lab), v in last.items():
-        if n != name + "_bucket":
+        if n != name + "_bucket" or (model is not None and ("model_name", model) not in lab):
             continue
         le = float(dict(lab)["le"])
         prev = first.get((n, lab), 0.0)
@@ -158,7 +162,15 @@ class ScrapeSource:
 
     def observe(self, targets: Sequence[ServingAutoscalerSpec], now_s: float) -> dict[TargetKey, Observation]:
         self.scrape(targets, now_s)
-        return {target_key(spec): self._observation(spec, now_s) for spec in targets}
+        return {target_key(spec): self._combined(spec, now_s) for spec in targets}
+
+    def _combined(self, spec: ServingAutoscalerSpec, now_s: float) -> Observation:
+        """A multi-model server: one observation per model, combined (sources/multimodel.py)."""
+        names = spec.target.model_names
+        if len(names) == 1:
+            return self._observation(spec, now_s)
+        per = {m: self._observation(spec, now_s, only_model=m) for m in names}
+        return multimodel.combine(per, per[names[0]])
 
     async def observe_async(
         self, targets: Sequence[ServingAutoscalerSpec], now_s: float
@@ -171,10 +183,11 @@ class ScrapeSource:
     ) -> dict[TargetKey, tuple[PodSignals, ...]]:
         return await asyncio.to_thread(self.observe_pods, targets, now_s)
 
-    def _observation(self, spec: ServingAutoscalerSpec, now_s: float) -> Observation:
+    def _observation(self, spec: ServingAutoscalerSpec, now_s: float, only_model: str | None = None) -> Observation:
+        """`only_model`: one model of a multi-model server (its latency buckets only)."""
         key = target_key(spec)
         pods = self._endpoints.get(key, {})
-        model = spec.target.model_name
+        model = only_model or spec.target.model_name
         if not pods:
             sig = Signal.missing(SignalStatus.MISSING, f"{key}: no pod endpoints configured")
             return _all(now_s, sig, current=0, ready=0)
@@ -210,7 +223,7 @@ class ScrapeSource:
         burst = rate(bursts) if bursts else math.nan
         buckets: dict[float, float] = {}
         for w in wins:
-            for le, c in _buckets_increase(w, _LAT).items():
+            for le, c in _buckets_increase(w, _LAT, only_model).items():
                 buckets[le] = buckets.get(le, 0.0) + c
         lat_us = histogram_quantile(spec.slo.latency_quantile, buckets.items())
         within = fraction_at_or_below(spec.slo.latency_ms * 1000.0, buckets.items())
@@ -267,8 +280,14 @@ class ScrapeSource:
                     pods.append(PodSignals(pod=p, time_s=now_s))
                     continue
                 dt = w[-1].time_s - w[0].time_s
-                rps = _increase(w, _RC, model_name=spec.target.model_name, status="OK") / dt
-                lat = histogram_quantile(spec.slo.latency_quantile, _buckets_increase(w, _LAT).items()) / 1e3
+                names = spec.target.model_names
+                rps = sum(_increase(w, _RC, model_name=m, status="OK") for m in names) / dt
+                if len(names) == 1:
+                    lat = histogram_quantile(spec.slo.latency_quantile, _buckets_increase(w, _LAT).items()) / 1e3
+                else:  # the worst model's (sources/multimodel.py)
+                    q = spec.slo.latency_quantile
+                    lats = [histogram_quantile(q, _buckets_increase(w, _LAT, m).items()) / 1e3 for m in names]
+                    lat = max((x for x in lats if math.isfinite(x)), default=math.nan)
                 bs = _ratio([w], _PBS)
                 fill = bs / spec.batching.initial.max_batch_size if math.isfinite(bs) else None
                 pods.append(

@@ -28,12 +28,33 @@ class _Model(BaseModel):
 
 class TargetModel(_Model):
     deployment: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
-    model_name: Annotated[str, Field(min_length=1, max_length=256)]
+    model_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     namespace: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)] | None = None
     rest_port: Port = 8501
     grpc_port: Port = 8500
     container: Annotated[str, Field(min_length=1, max_length=63)] = "tfserving"
     batching_config_map: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)] | None = None
+    # A multi-model server (one model_config_list): every model it serves, see ServedModelModel.
+    models: Annotated[list[ServedModelModel], Field(min_length=1, max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _models(self) -> TargetModel:
+        if self.model_name is None and self.models is None:
+            raise ValueError("@modelName: required field is missing")  # or `models`, for a multi-model server
+        if self.models is None:
+            return self
+        names = [m.name for m in self.models]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ValueError(f"@models[{i}].name: duplicate model name {n!r} (expected each model once)")
+        if self.model_name is not None and self.model_name not in names:
+            raise ValueError(
+                f"@modelName: {self.model_name!r} is not among models (got {names}; expected it listed, or unset)"
+            )
+        shares = [m.share for m in self.models if m.share is not None]
+        if sum(shares) > 1.0 + 1e-9:
+            raise ValueError(f"@models: the shares add up to {sum(shares):g} (expected at most 1)")
+        return self
 
 
 class SLOModel(_Model):
@@ -160,6 +181,18 @@ class ProfileModel(_Model):
         if any(b < a for a, b in zip(lat, lat[1:], strict=False)):
             raise ValueError(f"batchLatency latencies must not decrease with batch size, got {lat}")
         return self
+
+
+class ServedModelModel(_Model):
+    """One model of a multi-model TF Serving server: its name, expected share of the requests
+    (used until per-model rates are observed) and its own service profile on the pod's device."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    share: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    profile: ProfileModel | None = None
+
+
+TargetModel.model_rebuild()
 
 
 class StartupModel(_Model):

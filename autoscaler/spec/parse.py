@@ -15,7 +15,14 @@ import yaml
 from pydantic import ValidationError
 
 from autoscaler.spec import safeyaml
-from autoscaler.spec.model import DNS_LABEL, DNS_SUBDOMAIN, DocumentModel, ScalingRulesModel, SpecModel
+from autoscaler.spec.model import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    DocumentModel,
+    ProfileModel,
+    ScalingRulesModel,
+    SpecModel,
+)
 from autoscaler.spec.types import (
     SLO,
     BatchingParams,
@@ -30,6 +37,7 @@ from autoscaler.spec.types import (
     ScalingPolicy,
     ScalingRules,
     SelectPolicy,
+    ServedModel,
     ServiceProfile,
     ServingAutoscalerSpec,
     StartupSpec,
@@ -90,6 +98,9 @@ def _format(source: str, err: Mapping[str, Any]) -> str:
         return f"{source}: {path}: unknown field (got {got!r}); check the spelling (fields are camelCase)"
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
+        if msg.startswith("@"):  # a model validator naming one of its fields: "@field: problem"
+            sub, _, msg = msg[1:].partition(": ")
+            path = f"{path}.{sub}" if path else sub
         return f"{source}: {path or '<document>'}: {msg}"
     expect = _EXPECT[kind](ctx) if kind in _EXPECT else None
     problem = err["msg"]
@@ -140,22 +151,27 @@ def _rules(m: ScalingRulesModel | None, default: ScalingRules) -> ScalingRules:
     )
 
 
+def _profile(p: ProfileModel) -> ServiceProfile:
+    return ServiceProfile(
+        batch_sizes=tuple(pt.batch_size for pt in p.batch_latency),
+        batch_latency_ms=tuple(pt.latency_ms for pt in p.batch_latency),
+        cpu_ms_per_request=p.cpu_ms_per_request,
+        cpu_request_millicores=p.cpu_request_millicores,
+        device_parallelism=p.device_parallelism,
+        source=p.source,
+    )
+
+
 def _to_spec(doc: DocumentModel) -> ServingAutoscalerSpec:
     s: SpecModel = doc.spec
     t = s.target
     p = s.provisioning
     f = s.forecaster
     b = s.batching
-    profile = ServiceProfile()
-    if s.profile is not None:
-        profile = ServiceProfile(
-            batch_sizes=tuple(pt.batch_size for pt in s.profile.batch_latency),
-            batch_latency_ms=tuple(pt.latency_ms for pt in s.profile.batch_latency),
-            cpu_ms_per_request=s.profile.cpu_ms_per_request,
-            cpu_request_millicores=s.profile.cpu_request_millicores,
-            device_parallelism=s.profile.device_parallelism,
-            source=s.profile.source,
-        )
+    profile = ServiceProfile() if s.profile is None else _profile(s.profile)
+    models = tuple(
+        ServedModel(m.name, m.share, None if m.profile is None else _profile(m.profile)) for m in t.models or ()
+    )
 
     def rng(r: Any) -> IntRange:
         return IntRange(r.min, r.max)
@@ -165,11 +181,12 @@ def _to_spec(doc: DocumentModel) -> ServingAutoscalerSpec:
         target=TargetRef(
             namespace=t.namespace or doc.metadata.namespace,
             deployment=t.deployment,
-            model_name=t.model_name,
+            model_name=t.model_name if t.model_name is not None else models[0].name,
             rest_port=t.rest_port,
             grpc_port=t.grpc_port,
             container=t.container,
             batching_configmap=t.batching_config_map,
+            models=models,
         ),
         min_replicas=s.min_replicas,
         max_replicas=s.max_replicas,
@@ -239,6 +256,14 @@ def _semantic_checks(source: str, spec: ServingAutoscalerSpec) -> list[str]:
             f"single-request service time ({single_ms:g} ms at batch size {spec.profile.batch_sizes[0]}); "
             f"no replica count can meet it (expected > {single_ms:g})"
         )
+    for i, m in enumerate(spec.target.models):
+        if m.profile is not None and spec.slo.latency_ms <= m.profile.batch_latency_ms[0]:
+            one_ms = m.profile.batch_latency_ms[0]
+            problems.append(
+                f"{source}: spec.target.models[{i}].profile: model {m.name!r} takes {one_ms:g} ms for one request, "
+                f"not below spec.slo.latencyMs {spec.slo.latency_ms:g} (expected a single-request service time "
+                f"< {spec.slo.latency_ms:g} ms)"
+            )
     known = FORECASTERS
     if spec.forecaster.model not in known:
         problems.append(

@@ -44,6 +44,28 @@ class TargetRef:
     container: str = "tfserving"
     # ConfigMap mounted as --batching_parameters_file (None: batching is not actuated).
     batching_configmap: str | None = None
+    # Every model the server's model_config_list serves, when there are several (() = only
+    # `model_name`); `model_name` is then the first of them. See `ServedModel`.
+    models: tuple[ServedModel, ...] = ()
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The TF Serving model names whose requests load this Deployment."""
+        return tuple(m.name for m in self.models) if self.models else (self.model_name,)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of a multi-model TF Serving server (one entry of its `model_config_list`).
+
+    `share` is the expected fraction of the Deployment's requests this model receives, used only
+    while no per-model request rates are observed (None: equal shares of what is left). `profile`
+    is its own batch service time on the pod's device (None: the spec's `profile`).
+    """
+
+    name: str
+    share: float | None = None
+    profile: ServiceProfile | None = None
 
 
 @dataclass(frozen=True)
