@@ -19,6 +19,7 @@ from rich.console import Console
 from autoscaler.core.types import FloatArray
 from autoscaler.runtime.clock import WallClock
 from autoscaler.sim.baselines import registry
+from autoscaler.sim.shipped import DEFAULT_SPEC
 from autoscaler.sources.history import HistoryError, fetch_rate_history
 from autoscaler.spec import SpecError, load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
@@ -51,11 +52,7 @@ def target_spec(args: argparse.Namespace) -> ServingAutoscalerSpec:
     ns, sep, deploy = (args.target or "").partition("/")
     if not sep or not ns or not deploy:
         raise ValueError(f"--target: expected NAMESPACE/DEPLOYMENT (got {args.target!r})")
-    base = (
-        load_spec(args.spec)
-        if args.spec
-        else load_spec(Path(__file__).resolve().parents[2] / "examples/resnet50-t4.yaml")
-    )
+    base = load_spec(args.spec) if args.spec else load_spec(DEFAULT_SPEC)
     model = args.model or (base.target.model_name if base.target.deployment == deploy else deploy)
     t = base.target
     target = TargetRef(ns, deploy, model, t.rest_port, t.grpc_port, t.container, t.batching_configmap)
