@@ -51,6 +51,12 @@ def test_corrupt_xz_names_the_file(tmp_path: Path) -> None:
         load_trace(bad)
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH: the checkout on it (and its build's egg-info) would make pip
+    think the package is installed already, and would shadow the installed wheel."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def _venv_with_wheel(tmp: Path) -> Path:
     """Build the wheel, make a venv whose deps are this interpreter's site-packages, install it."""
     wheels = tmp / "wheels"
@@ -58,6 +64,7 @@ def _venv_with_wheel(tmp: Path) -> Path:
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
         check=True,
         cwd=tmp,
+        env=_clean_env(),
     )
     (whl,) = wheels.glob("tfserving_autoscaler-*.whl")
     names = zipfile.ZipFile(whl).namelist()
@@ -74,7 +81,7 @@ def _venv_with_wheel(tmp: Path) -> Path:
         text=True,
     ).stdout.strip()
     pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q", str(whl)]
-    subprocess.run(pip, check=True, cwd=tmp)
+    subprocess.run(pip, check=True, cwd=tmp, env=_clean_env())
     # Then the dependencies: the running interpreter's site-packages, appended after the venv's own, so
     # the installed wheel wins and the dev environment's editable-install hook (a .pth there) is not run.
     # (Written after the install: pip would otherwise see the dev environment's editable install.)
@@ -87,8 +94,7 @@ def test_installed_wheel_runs_simulate_and_sweep_outside_the_checkout(tmp_path: 
     venv = _venv_with_wheel(tmp_path)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["MPLBACKEND"] = "Agg"
+    env = {**_clean_env(), "MPLBACKEND": "Agg"}
 
     def cli(*args: str) -> str:
         r = subprocess.run(
