@@ -25,8 +25,8 @@ from rich.table import Table
 
 from autoscaler.sim import sweep
 from autoscaler.sim.baselines import registry
-from autoscaler.sim.scenario import SCENARIO_DIR, ScenarioError
-from autoscaler.sim.shipped import default_runs_dir
+from autoscaler.sim.scenario import ScenarioError
+from autoscaler.sim.shipped import SCENARIO_DIR, default_runs_dir
 
 
 def register(parser: argparse.ArgumentParser) -> None:

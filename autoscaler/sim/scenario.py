@@ -46,8 +46,8 @@ from autoscaler.core.capacity import CapacityModel
 from autoscaler.core.types import FloatArray
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import FIDELITIES
-from autoscaler.sim.shipped import REPO_ROOT as REPO_ROOT  # re-exported: tests and commands use it
-from autoscaler.sim.shipped import SCENARIO_DIR
+from autoscaler.sim.shipped import REPO_ROOT as REPO_ROOT  # re-exported: tests use it
+from autoscaler.sim.shipped import SCENARIO_DIR as SCENARIO_DIR  # re-exported: tests use it
 from autoscaler.sim.workload import Trace, load_trace, resolve_trace
 from autoscaler.spec import load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec
