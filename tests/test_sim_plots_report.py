@@ -63,6 +63,11 @@ def test_verdict_names_the_cheapest_deployable_policy_and_its_margin() -> None:
         "predictive met the 99.9 % attainment goal cheapest: 80.0 replica-hours, 1.25× the oracle, "
         "20 % less than the next that met it (hpa-rps, 100.0 replica-hours)."
     )
+    tie = [_row("predictive-direct", 0.9995, 80.5, True, 1.26), *rows]
+    assert verdict(tie, 0.999).startswith(
+        "predictive met the 99.9 % attainment goal cheapest: 80.0 replica-hours, 1.25× the oracle "
+        "(within 1 %: predictive-direct), 20 % less than the next that met it (hpa-rps, 100.0 replica-hours)."
+    )
     none = [_row("predictive", 0.973, 110.6, False), _row("keda", 0.9469, 95.8, False), rows[3], rows[4]]
     assert verdict(none, 0.999) == (
         "No policy that runs without knowing the future met the 99.9 % goal; the closest was predictive at "

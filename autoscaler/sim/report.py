@@ -168,6 +168,9 @@ def write_report(results: Sequence[SimResult], out_dir: Path, *, timelines: bool
     return summary
 
 
+TIE_REL = 1.01  # policies within 1 % of the cheapest one's replica-hours are named as ties, not "next"
+
+
 def _clairvoyant(policy: str) -> bool:
     try:
         return bool(registry.policy_class(policy).clairvoyant)
@@ -193,11 +196,16 @@ def verdict(rows: Sequence[dict[str, Any]], goal: float) -> str:
     if met:
         best = met[0]
         out = f"{best['policy']} met the {goal_txt} attainment goal cheapest: {rh(best)}{x_oracle(best)}"
-        if len(met) > 1:
-            nxt = met[1]
-            saved = 1.0 - float(best["replica_hours"]) / float(nxt["replica_hours"])
+        best_rh = float(best["replica_hours"])
+        ties = [r for r in met[1:] if float(r["replica_hours"]) <= TIE_REL * best_rh]
+        rest = met[1 + len(ties) :]
+        if ties:
+            out += f" (within {(TIE_REL - 1) * 100:g} %: {', '.join(str(r['policy']) for r in ties)})"
+        if rest:
+            nxt = rest[0]
+            saved = 1.0 - best_rh / float(nxt["replica_hours"])
             out += f", {saved * 100:.0f} % less than the next that met it ({nxt['policy']}, {rh(nxt)})"
-        else:
+        elif not ties:
             out += "; no other policy that runs without knowing the future met it"
         return out + "."
     if not causal:
