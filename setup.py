@@ -46,6 +46,7 @@ def _copy_data(dest: Path) -> None:
         src_dir = ROOT / name
         if not src_dir.is_dir():  # building from an sdist made without them
             raise SystemExit(f"setup.py: {src_dir} is missing: the wheel would ship no what-if inputs")
+        shutil.rmtree(dest / name, ignore_errors=True)  # a reused build/ must not keep removed files
         for src in sorted(p for p in src_dir.rglob("*") if p.is_file()):
             rel = src.relative_to(ROOT)
             out = dest / rel
