@@ -9,8 +9,11 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY autoscaler ./autoscaler
+# what-if inputs, shipped as package data so `simulate` and `sweep` work in the image (setup.py)
+COPY simulations ./simulations
+COPY examples ./examples
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip==25.3 \
  && /opt/venv/bin/pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"

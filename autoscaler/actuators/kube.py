@@ -4,7 +4,8 @@ Implements the `Actuator` protocol for a real cluster. Rules, in order: only the
 (`may_write()` fences every write attempt, retries and 409 re-reads included, and each API call
 carries a client timeout, so a leader that lost its lease stops at once: see `retry.py`);
 invalid decisions never actuate; `preview` changes nothing; `hpa` never touches replicas (the
-decision is published through the DecisionStore by the runtime) but may roll out batching;
+decision is published through the DecisionStore by the runtime) but may roll out batching, and
+writes a `DesiredReplicasChanged` Event when the published number changes (rate-limited, `events.py`);
 `direct` patches the scale subresource unless an HPA owns the Deployment. API failures become a
 FAILED result (logged, counted), never an exception into the control loop.
 """
@@ -26,7 +27,7 @@ from autoscaler.actuators.base import (
     standby_result,
 )
 from autoscaler.actuators.batching import BatchingRollout
-from autoscaler.actuators.events import ACTUATION_FAILED, EventRecorder, InvolvedObject
+from autoscaler.actuators.events import ACTUATION_FAILED, DecisionEvents, EventRecorder, InvolvedObject
 from autoscaler.actuators.retry import Backoff, LostLeadership, Sleep
 from autoscaler.actuators.scale import ScaleWriter
 from autoscaler.core.types import Decision
@@ -55,6 +56,7 @@ class KubernetesActuator:
         self.scaler = ScaleWriter(api_client, self.events, backoff=backoff, sleep=sleep, fence=may_write)
         self.batching = BatchingRollout(api_client, self.events, backoff=backoff, sleep=sleep, fence=may_write)
         self._may_write = may_write
+        self.decision_events = DecisionEvents(self.events)
 
     def read_replicas(self, spec: ServingAutoscalerSpec) -> ReplicaStatus | None:
         try:
@@ -91,6 +93,9 @@ class KubernetesActuator:
                     replicas_before=decision.current_replicas,
                     message="published for the HPA",
                 )
+                if self._may_write():
+                    t = spec.target
+                    self.decision_events.observe(InvolvedObject(t.namespace, t.deployment), decision)
             if not self._may_write():
                 outcome, note = BatchingOutcome.SKIPPED, "lost leadership"
             else:

@@ -33,13 +33,13 @@ from autoscaler.sim.report import gap_note, summary_rows, write_report
 from autoscaler.sim.reqlevel import ROUTINGS
 from autoscaler.sim.scenario import (
     DEFAULT_SCENARIO,
-    REPO_ROOT,
     Inputs,
     Scenario,
     ScenarioError,
     load_inputs,
     load_scenario,
 )
+from autoscaler.sim.shipped import DEFAULT_SPEC, default_runs_dir
 from autoscaler.spec import SpecError
 from autoscaler.spec.types import ServingAutoscalerSpec
 
@@ -49,7 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", help="trace file or shipped trace name (instead of a scenario)")
     parser.add_argument("--spec", help="ServingAutoscaler spec file (default: examples/resnet50-t4.yaml)")
     parser.add_argument("--policies", help=f"comma-separated policies (default: all: {','.join(registry.names())})")
-    parser.add_argument("--out", type=Path, help="output directory (default: runs/<scenario>)")
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default: runs/<scenario>; installed: under the working directory)"
+    )
     parser.add_argument("--fidelity", choices=engine.FIDELITIES, help="fluid (fast, default) or request (exact)")
     parser.add_argument(
         "--routing",
@@ -117,7 +119,7 @@ def _scenario_from_args(args: argparse.Namespace) -> Scenario:
     if args.scenario and args.trace:
         raise ScenarioError("give either a scenario file or --trace, not both")
     if args.trace:
-        spec_path = Path(args.spec) if args.spec else REPO_ROOT / "examples" / "resnet50-t4.yaml"
+        spec_path = Path(args.spec) if args.spec else DEFAULT_SPEC
         name = Path(args.trace).name.split(".")[0]
         peak = None if args.rate_scale is not None else args.target_peak_replicas  # None: the default (20)
         return Scenario(
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, SpecError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
-    out = args.out or REPO_ROOT / "runs" / inputs.scenario.name
+    out = args.out or default_runs_dir() / inputs.scenario.name
     scale = inputs.scenario.true_service_scale
     speed = "" if scale == 1.0 else f"replicas serve ×{scale:g} the profile's service time, "
     console.print(

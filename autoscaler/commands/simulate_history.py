@@ -20,6 +20,7 @@ from autoscaler.core.multimodel import spec_for_mix
 from autoscaler.core.types import FloatArray
 from autoscaler.runtime.clock import WallClock
 from autoscaler.sim.baselines import registry
+from autoscaler.sim.shipped import DEFAULT_SPEC
 from autoscaler.sources.history import HistoryError, fetch_rate_history
 from autoscaler.spec import SpecError, load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec, TargetRef
@@ -52,11 +53,7 @@ def target_spec(args: argparse.Namespace) -> ServingAutoscalerSpec:
     ns, sep, deploy = (args.target or "").partition("/")
     if not sep or not ns or not deploy:
         raise ValueError(f"--target: expected NAMESPACE/DEPLOYMENT (got {args.target!r})")
-    base = (
-        load_spec(args.spec)
-        if args.spec
-        else load_spec(Path(__file__).resolve().parents[2] / "examples/resnet50-t4.yaml")
-    )
+    base = load_spec(args.spec) if args.spec else load_spec(DEFAULT_SPEC)
     model = args.model or (base.target.model_name if base.target.deployment == deploy else deploy)
     t = base.target
     models = t.models if not args.model and t.deployment == deploy else ()  # a multi-model spec: every model

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from autoscaler.sim import sweep
 from autoscaler.sim.baselines import registry
-from autoscaler.sim.scenario import REPO_ROOT, SCENARIO_DIR, ScenarioError
+from autoscaler.sim.scenario import ScenarioError
+from autoscaler.sim.shipped import SCENARIO_DIR, default_runs_dir
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +35,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--duration-s", type=float, help="shorten every scenario's window to this many seconds")
     parser.add_argument("--history-s", type=float, help="history before the window for warm-up, seconds")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "sweep.json", help="JSON output file")
+    parser.add_argument("--out", type=Path, help="JSON output file (default: runs/sweep.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 130)
+    out: Path = args.out or default_runs_dir() / "sweep.json"
     scenarios = list(args.scenarios) or sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
     policies = [p.strip() for p in args.policies.split(",")] if args.policies else registry.names()
     ov: dict[str, Any] = {}
@@ -52,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {e}")
         return 2
     rows, best, wall_s = execute(tasks, jobs=args.jobs, console=console)
-    write_json(args.out, rows, best, wall_s=wall_s, jobs=args.jobs)
+    write_json(out, rows, best, wall_s=wall_s, jobs=args.jobs)
     print_best(best, console)
-    console.print(f"wrote {args.out}")
+    console.print(f"wrote {out}")
     return 0
 
 

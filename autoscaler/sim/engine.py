@@ -90,6 +90,7 @@ class SimResult:
     timeline: Timeline
     summary: dict[str, Any] = field(default_factory=dict)
     true_service_scale: float = 1.0  # the simulated replicas' speed relative to the spec's profile
+    settings: dict[str, Any] = field(default_factory=dict)  # knobs as resolved (registry.settings_used)
 
 
 def _clamp(n: int, spec: ServingAutoscalerSpec) -> int:
@@ -336,6 +337,7 @@ def run_rates(
         spec=spec,
         timeline=tl,
         true_service_scale=float(true_service_scale),
+        settings=registry.settings_used(pol, knobs),
     )
     result.summary = summarize(result, sim, cluster, wall_s=time.perf_counter() - wall0)
     # how our policy reaches the Deployment ("hpa": through the HPA copy; "direct"); None for baselines
@@ -684,4 +686,5 @@ def summarize(result: SimResult, sim: _Serving, cluster: Cluster, *, wall_s: flo
         "true_service_scale": result.true_service_scale,
         "wall_s": wall_s,
         "knobs": dict(result.knobs),
+        "settings": dict(result.settings),
     }

@@ -5,13 +5,16 @@ Owns the output format operators and CI read (DESIGN.md "The simulator"):
 * `DIR/summary.json`: a list, one object per policy — policy, trace, requests, slo_ms,
   slo_quantile, slo_attainment (fraction of requests served within slo_ms; rejected count as
   misses), p50/p95/p99_ms, rejected, replica_hours (pods that exist, Pending included: that is
-  what a GPU node costs), scale_events, mean_gpu_util, wall_s, meets_slo, knobs, x_oracle;
+  what a GPU node costs), scale_events, mean_gpu_util, wall_s, meets_slo, knobs (as given),
+  settings (as resolved, defaults included: the report's column), x_oracle;
   `gap_policy` ("bridged+excluded": masked logging gaps are served at load bridged across them,
   missing to the policies' metrics, and left out of every scored number), `gap_seconds`,
   `gap_requests`, `gap_replica_hours` (what was left out); `history_s` (history before the window
   that warmed the forecasters) and `history_note` (says so when there was none);
 * `DIR/<policy>/timeline.csv`: one row per second of the replay window;
-* `DIR/*.png` (sim/plots.py) and a self-contained `DIR/report.html` with the PNGs inlined.
+* `DIR/*.png` (sim/plots.py) and a self-contained `DIR/report.html` with the PNGs inlined, opening
+  with a verdict sentence (`verdict()`): which deployable policy met the attainment goal cheapest and
+  by how much, or that none did and which came closest.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
 from autoscaler.sim.timeline import CSV_COLUMNS
 
@@ -47,6 +51,7 @@ SUMMARY_KEYS = (
     "wall_s",
     "meets_slo",
     "knobs",
+    "settings",
     "gap_policy",
     "gap_seconds",
     "gap_requests",
@@ -163,6 +168,68 @@ def write_report(results: Sequence[SimResult], out_dir: Path, *, timelines: bool
     return summary
 
 
+TIE_REL = 1.01  # policies within 1 % of the cheapest one's replica-hours are named as ties, not "next"
+
+
+def _clairvoyant(policy: str) -> bool:
+    try:
+        return bool(registry.policy_class(policy).clairvoyant)
+    except ValueError:  # not a registered policy (a test's instance): judged as deployable
+        return False
+
+
+def verdict(rows: Sequence[dict[str, Any]], goal: float) -> str:
+    """One sentence: the cheapest policy that runs without knowing the future and met the goal, and
+    its margin over the next one that did (and over hindsight policies); or that none met it."""
+    if not rows:
+        return "No policy was replayed."
+    goal_txt = f"{goal * 100:g} %"
+    causal = [r for r in rows if not _clairvoyant(str(r["policy"]))]
+    met = sorted((r for r in causal if r["meets_slo"]), key=lambda r: float(r["replica_hours"]))
+
+    def rh(r: dict[str, Any]) -> str:
+        return f"{float(r['replica_hours']):,.1f} replica-hours"
+
+    def x_oracle(r: dict[str, Any]) -> str:
+        return f", {float(r['x_oracle']):.2f}× the oracle" if r.get("x_oracle") else ""
+
+    if met:
+        best = met[0]
+        out = f"{best['policy']} met the {goal_txt} attainment goal cheapest: {rh(best)}{x_oracle(best)}"
+        best_rh = float(best["replica_hours"])
+        ties = [r for r in met[1:] if float(r["replica_hours"]) <= TIE_REL * best_rh]
+        rest = met[1 + len(ties) :]
+        if ties:
+            out += f" (within {(TIE_REL - 1) * 100:g} %: {', '.join(str(r['policy']) for r in ties)})"
+        if rest:
+            nxt = rest[0]
+            saved = 1.0 - best_rh / float(nxt["replica_hours"])
+            out += f", {saved * 100:.0f} % less than the next that met it ({nxt['policy']}, {rh(nxt)})"
+        elif not ties:
+            out += "; no other policy that runs without knowing the future met it"
+        return out + "."
+    if not causal:
+        return f"Only hindsight policies were replayed; none is deployable as is (goal {goal_txt})."
+    close = max(causal, key=lambda r: float(r["slo_attainment"]))
+    out = (
+        f"No policy that runs without knowing the future met the {goal_txt} goal; the closest was "
+        f"{close['policy']} at {float(close['slo_attainment']) * 100:.2f} % ({rh(close)})"
+    )
+    hind = sorted((r for r in rows if r["meets_slo"] and _clairvoyant(str(r["policy"]))), key=lambda r: r["policy"])
+    if hind:
+        out += "; with hindsight: " + ", ".join(f"{r['policy']} {rh(r)}" for r in hind)
+    return out + "."
+
+
+def _settings(row: dict[str, Any]) -> str:
+    used = row.get("settings") or row.get("knobs") or {}
+    parts = []
+    for k, v in used.items():
+        txt = f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+        parts.append(f"{k}={txt}")
+    return html.escape(", ".join(parts)) if parts else "–"
+
+
 def _fmt(v: Any, digits: int = 1) -> str:
     if v is None:
         return "–"
@@ -182,7 +249,7 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
     head = (
         "<tr><th>policy</th><th>SLO attainment</th><th>meets goal</th><th>p50 ms</th><th>p95 ms</th>"
         "<th>p99 ms</th><th>rejected</th><th>replica-hours</th><th>× oracle</th><th>scale events</th>"
-        "<th>GPU util</th><th>knobs</th></tr>"
+        "<th>GPU util</th><th>settings used</th></tr>"
     )
     body = []
     for row in rows:
@@ -192,7 +259,7 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
             f"<td>{_fmt(bool(row['meets_slo']))}</td><td>{_fmt(row['p50_ms'])}</td><td>{_fmt(row['p95_ms'])}</td>"
             f"<td>{_fmt(row['p99_ms'])}</td><td>{row['rejected']:,}</td><td>{_fmt(row['replica_hours'])}</td>"
             f"<td>{_fmt(row['x_oracle'], 2)}</td><td>{row['scale_events']}</td>"
-            f"<td>{row['mean_gpu_util'] * 100:.0f} %</td><td>{html.escape(json.dumps(row['knobs']))}</td>"
+            f"<td>{row['mean_gpu_util'] * 100:.0f} %</td><td>{_settings(row)}</td>"
             "</tr>"
         )
     imgs = []
@@ -205,6 +272,7 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
     if r0 is not None:
         slo = r0.spec.slo
         spec_line = (
+            f"<p class='verdict'><b>{html.escape(verdict(rows, slo.attainment))}</b></p>"
             f"<p>SLO: p{slo.latency_quantile * 100:g} ≤ {slo.latency_ms:g} ms, attainment goal "
             f"{slo.attainment * 100:g} % of requests within {slo.latency_ms:g} ms (rejected = miss). "
             f"Fidelity: {html.escape(r0.fidelity)}; {r0.timeline.n_s:,} s replayed from t = {r0.timeline.start_s:g} s; "
@@ -217,7 +285,8 @@ def write_html(results: Sequence[SimResult], pngs: Sequence[Path], path: Path) -
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
-        "td:first-child{text-align:left}img{max-width:100%}"
+        "td:first-child{text-align:left}td:last-child{text-align:left;font-size:85%}img{max-width:100%}"
+        ".verdict{font-size:115%}"
         "</style></head><body>"
         f"<h1>{html.escape(title)}</h1>{spec_line}<table>{head}{''.join(body)}</table>{''.join(imgs)}"
         "</body></html>\n"

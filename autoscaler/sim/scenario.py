@@ -4,8 +4,8 @@ Owns the small YAML format that makes a comparison reproducible with one command
 (`tfserving-autoscaler simulate simulations/<name>.yaml`), and loading its inputs: the trace
 window, the per-second history before it (the forecasters' warm-up, as the daemon would fetch
 from Prometheus) and the spec. Paths are resolved relative to the scenario file first, then the
-repository root; traces may also be shipped trace names. Errors name the file, the field and
-what was expected.
+repository root (installed: the package data, `sim/shipped.py`); traces may also be shipped trace
+names. Errors name the file, the field and what was expected.
 
     name: nasa-1s-7d                   # default: the file's stem
     trace: nasa_http_jul95_1s.csv.gz   # shipped trace name or path
@@ -50,12 +50,12 @@ from autoscaler.core.types import FloatArray
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import FIDELITIES
 from autoscaler.sim.multitrace import ModelTrace, mean_rate, mixed_trace, parse_model_traces, summed
+from autoscaler.sim.shipped import REPO_ROOT as REPO_ROOT  # re-exported: tests use it
+from autoscaler.sim.shipped import SCENARIO_DIR as SCENARIO_DIR  # re-exported: tests use it
 from autoscaler.sim.workload import Trace, load_trace, resolve_trace
 from autoscaler.spec import load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIO_DIR = REPO_ROOT / "simulations"
 DEFAULT_SCENARIO = "azure-functions-8h"
 DEFAULT_TARGET_PEAK_REPLICAS = 20.0  # without rate_scale or target_peak_replicas (at most maxReplicas)
 KNOWN_KEYS = {
@@ -122,7 +122,7 @@ def _resolve(p: str, base: Path | None) -> Path:
         return cand
     if base is not None and (base / cand).exists():
         return base / cand
-    return REPO_ROOT / cand
+    return SCENARIO_DIR.parent / cand  # the checkout's root, or autoscaler/data/ when installed
 
 
 def find_scenario(name_or_path: str) -> Path:

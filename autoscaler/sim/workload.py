@@ -4,7 +4,10 @@ Owned here because every replay (simulator, benchmarks, `forecast` command, emul
 generator) must read the shipped traces the same way. Two schemas (simulations/traces/SOURCES.md):
 
 * per request: one column `timestamp_s` (seconds, sorted) -> `Trace.timestamps_s`;
-* per interval: columns `t_s,requests` on a fixed grid of `step_s` seconds (`.gz` allowed) -> `Trace.counts`.
+* per interval: columns `t_s,requests` on a fixed grid of `step_s` seconds -> `Trace.counts`.
+
+Either may be gzip- or xz-compressed (`.csv.gz`, `.csv.xz`; detected by the magic bytes). A shipped trace is
+found by its name whatever the compression (the installed package xz-compresses the big ones, `sim/shipped.py`).
 
 Times are re-based so the loaded window starts at 0 (`Trace.start_s` keeps the original offset).
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,8 +59,9 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.core.types import FloatArray
+from autoscaler.sim.shipped import TRACES_DIR
 
-TRACES_DIR = Path(__file__).resolve().parents[2] / "simulations" / "traces"
+TRACE_SUFFIXES = (".csv", ".csv.gz", ".csv.xz")
 REQUEST_HEADER = ("timestamp_s",)
 INTERVAL_HEADER = ("t_s", "requests")
 GAP_EXPECTED_REQUESTS = math.log(1e6)  # a run is a gap if P(no request | local rate) < 1e-6
@@ -167,15 +172,21 @@ def bridge_gaps(values: FloatArray) -> FloatArray:
 
 
 def resolve_trace(name_or_path: str | Path) -> Path:
-    """An existing path as is; otherwise a shipped trace by file name or stem in simulations/traces/."""
+    """An existing path as is; otherwise a shipped trace by file name or stem in simulations/traces/.
+
+    A shipped trace is matched by its name without the compression suffix, so `worldcup98_60s.csv`
+    also finds the installed package's `worldcup98_60s.csv.xz`.
+    """
     p = Path(name_or_path)
     if p.is_file():
         return p
     name = str(name_or_path)
-    for cand in (name, f"{name}.csv", f"{name}.csv.gz"):
-        q = TRACES_DIR / cand
-        if "/" not in name and q.is_file():
-            return q
+    if "/" not in name:
+        stem = _trace_name(Path(name))
+        for suffix in TRACE_SUFFIXES:
+            q = TRACES_DIR / f"{stem}{suffix}"
+            if q.is_file():
+                return q
     shipped = ", ".join(shipped_traces()) or "(none found)"
     raise FileNotFoundError(
         f"trace {name!r}: no such file, and not a shipped trace in {TRACES_DIR} (shipped: {shipped})"
@@ -189,13 +200,13 @@ def shipped_traces() -> list[str]:
     return sorted(
         p.name
         for p in TRACES_DIR.iterdir()
-        if (p.name.endswith(".csv") or p.name.endswith(".csv.gz")) and not p.name.startswith("service_time")
+        if p.name.endswith(TRACE_SUFFIXES) and not p.name.startswith("service_time")
     )
 
 
 def _trace_name(path: Path) -> str:
     name = path.name
-    for suffix in (".gz", ".csv"):
+    for suffix in (".gz", ".xz", ".csv"):
         name = name.removesuffix(suffix)
     return name
 
@@ -210,6 +221,11 @@ def _read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise TraceError(f"{path}: corrupt gzip data: {e}") from e
+    elif raw[:6] == b"\xfd7zXZ\x00":
+        try:
+            raw = lzma.decompress(raw)
+        except lzma.LZMAError as e:
+            raise TraceError(f"{path}: corrupt xz data: {e}") from e
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:

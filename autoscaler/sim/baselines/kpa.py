@@ -168,6 +168,7 @@ class KnativeKpaPolicy:
             raise ValueError(f"kpa.stable_window_s: expected 6..3600 s (got {stable_window_s})")
         self.spec = spec
         self.target = float(target_concurrency)
+        self.target_concurrency = self.target  # the main knob as resolved (a default included)
         self.stable_window_s = stable_window_s
         self.panic_window_s = max(BUCKET_S, round(stable_window_s * panic_window_percentage / 100.0))
         self.panic_threshold = panic_threshold_percentage / 100.0

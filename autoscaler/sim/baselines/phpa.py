@@ -231,6 +231,7 @@ class PredictiveHpaPolicy:
             )
         self.spec = spec
         self.hpa = HpaRpsPolicy(spec, target_rps_per_pod=target_rps_per_pod, tolerance=tolerance, period_s=period_s)
+        self.target_rps_per_pod = float(target_rps_per_pod)  # the main knob as resolved
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.seasonal_periods = seasonal_periods
         self.stored_seasons = stored_seasons

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from autoscaler.control import PredictiveController
 from autoscaler.core.hpa import HpaMetricError, get_external_per_pod_metric_replicas
@@ -161,6 +161,19 @@ class PredictivePolicy:
     def state(self) -> State | None:
         """The controller's core `State` (None before the first decision)."""
         return self.controller.state
+
+    def settings(self) -> dict[str, Any]:
+        """The settings this replay runs with, resolved from the spec and the knobs (the report's column)."""
+        prov = self.spec.provisioning
+        used: dict[str, Any] = {
+            "mode": self.mode.value,
+            "headroom": prov.headroom,
+            "forecast_quantile": prov.forecast_quantile,
+            "tune_batching": self.spec.batching.tune,
+        }
+        if self.surge_share is not None:
+            used["surge_share"] = self.surge_share
+        return used
 
     def start(self, ctx: PolicyContext) -> None:
         self.controller = self._controller()

@@ -40,6 +40,19 @@ def policy_class(name: str) -> type[Any]:
     return cls
 
 
+def settings_used(policy: Policy, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a replay ran with, for the report: the policy's own `settings()` when it has one
+    (e.g. ours: headroom and forecast quantile resolved from the spec), else the value its main knob
+    resolved to (a default included), plus every knob given explicitly."""
+    own = getattr(policy, "settings", None)
+    used: dict[str, Any] = dict(own()) if callable(own) else {}
+    if not used and hasattr(policy, policy.knob):
+        used[policy.knob] = getattr(policy, policy.knob)
+    for k, v in (knobs or {}).items():
+        used.setdefault(k, v)
+    return used
+
+
 def create(name: str, spec: ServingAutoscalerSpec, **knobs: Any) -> Policy:
     policy: Policy = policy_class(name)(spec, **knobs)
     return policy
