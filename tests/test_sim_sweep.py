@@ -199,3 +199,25 @@ def test_run_all_extends_a_grid_that_misses_the_goal_on_a_synthetic_trace(tmp_pa
     assert best["settings_extended"] >= 1 and best["x_oracle"] is not None and best["never_meets_reason"] is None
     static = {b["policy"]: b for b in sweep.best_by_policy(rows)}["static-peak"]
     assert best["best_replica_hours"] < static["best_replica_hours"]
+
+
+def test_sweep_table_without_an_oracle_says_so_instead_of_never_meets() -> None:
+    import io
+
+    from rich.console import Console
+
+    from autoscaler.commands.sweep import print_best
+
+    row = {
+        "scenario": "s", "policy": "hpa-rps", "settings_meeting_slo": 2, "settings_tried": 3,
+        "best_knobs": {"target_rps_per_pod": 100.0}, "best_replica_hours": 12.5, "best_attainment": 0.9995,
+        "x_oracle": None, "never_meets_reason": None,
+    }  # fmt: skip
+    never = {**row, "settings_meeting_slo": 0, "best_knobs": None, "best_replica_hours": None,
+             "best_attainment": None, "never_meets_reason": "grid exhausted"}  # fmt: skip
+    buf = io.StringIO()
+    print_best([row, never], Console(file=buf, width=200))
+    lines = buf.getvalue().splitlines()
+    met = next(line for line in lines if "12.5" in line)
+    assert "no oracle run" in met and "never meets" not in met and "None" not in met
+    assert any("never meets" in line and "grid exhausted" in line for line in lines)

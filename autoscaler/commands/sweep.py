@@ -98,6 +98,12 @@ def print_best(best: Sequence[dict[str, Any]], console: Console) -> None:
         t.add_column(col, justify="left" if col in ("scenario", "policy", "best knobs") else "right")
     for b in best:
         xo = b["x_oracle"]
+        if xo is not None:
+            x_cell = f"{xo:.2f}"
+        elif b["best_replica_hours"] is not None:
+            x_cell = "– (no oracle run)"  # met the goal, but there is nothing to compare with
+        else:
+            x_cell = f"[red]never meets[/red]: {b.get('never_meets_reason') or 'no setting reached the goal'}"
         t.add_row(
             b["scenario"],
             b["policy"],
@@ -105,6 +111,6 @@ def print_best(best: Sequence[dict[str, Any]], console: Console) -> None:
             json.dumps(b["best_knobs"]) if b["best_knobs"] is not None else "–",
             "–" if b["best_replica_hours"] is None else f"{b['best_replica_hours']:.1f}",
             "–" if b["best_attainment"] is None else f"{b['best_attainment'] * 100:.3f} %",
-            f"[red]never meets[/red]: {b.get('never_meets_reason')}" if xo is None else f"{xo:.2f}",
+            x_cell,
         )
     console.print(t)
