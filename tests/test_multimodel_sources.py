@@ -221,13 +221,13 @@ async def test_direct_scrape_combines_the_models_too() -> None:
     try:
         await asyncio.gather(*(r.wait_ready(2) for r in reps))
         loop = asyncio.get_running_loop()
-        await src.observe_async([SPEC], loop.time())
+        await asyncio.to_thread(src.observe, [SPEC], loop.time())
         urls = [r.url for r in reps]
         res = await asyncio.gather(
             replay(poisson_arrivals(60.0, 2.0, seed=5), urls, model="slow"),
             replay(poisson_arrivals(180.0, 2.0, seed=6), urls, model="fast"),
         )
-        obs = (await src.observe_async([SPEC], loop.time()))[KEY]
+        obs = (await asyncio.to_thread(src.observe, [SPEC], loop.time()))[KEY]
         pods = src.observe_pods([SPEC], loop.time())[KEY]
     finally:
         for r in reps:

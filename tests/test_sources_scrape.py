@@ -55,12 +55,12 @@ async def test_scrape_source_measures_what_the_replicas_were_driven_to() -> None
     try:
         await asyncio.gather(*(r.wait_ready(2) for r in reps))
         loop = asyncio.get_running_loop()
-        obs0 = await src.observe_async([SPEC], loop.time())
+        obs0 = await asyncio.to_thread(src.observe, [SPEC], loop.time())
         assert obs0[KEY].request_rate_rps.status is SignalStatus.MISSING  # one scrape: no rate yet
         rate = 300.0
         t0 = loop.time()
         res = await replay(poisson_arrivals(rate, 2.0, seed=7), [r.url for r in reps], model="resnet")
-        obs = (await src.observe_async([SPEC], loop.time()))[KEY]
+        obs = (await asyncio.to_thread(src.observe, [SPEC], loop.time()))[KEY]
         elapsed = loop.time() - t0
         pods = src.observe_pods([SPEC], loop.time() - 0.0)
     finally:
@@ -99,12 +99,12 @@ async def test_scrape_failures_are_explicit_never_zero(caplog: pytest.LogCapture
     caplog.set_level(logging.WARNING)
     # a port nobody listens on
     src = ScrapeSource({KEY: {"resnet-0": "http://127.0.0.1:9"}}, timeout_s=0.5)
-    obs = (await src.observe_async([SPEC], 100.0))[KEY]
+    obs = (await asyncio.to_thread(src.observe, [SPEC], 100.0))[KEY]
     assert obs.request_rate_rps.status is SignalStatus.ERROR and obs.request_rate_rps.value is None
     assert obs.latency_ms.status is SignalStatus.ERROR
     assert any("resnet-0" in r.getMessage() for r in caplog.records)
     src.set_endpoints(KEY, {})
-    obs = (await src.observe_async([SPEC], 101.0))[KEY]
+    obs = (await asyncio.to_thread(src.observe, [SPEC], 101.0))[KEY]
     assert obs.request_rate_rps.status is SignalStatus.MISSING
     src.close()
 
@@ -117,9 +117,9 @@ async def test_overload_shows_up_as_rejections_not_errors() -> None:
     try:
         await r.wait_ready(2)
         loop = asyncio.get_running_loop()
-        await src.observe_async([SPEC], loop.time())
+        await asyncio.to_thread(src.observe, [SPEC], loop.time())
         res = await replay(poisson_arrivals(400.0, 1.0, seed=5), [r.url], model="resnet")
-        obs = (await src.observe_async([SPEC], loop.time()))[KEY]
+        obs = (await asyncio.to_thread(src.observe, [SPEC], loop.time()))[KEY]
     finally:
         await r.stop()
         src.close()

@@ -1,7 +1,7 @@
 """Metrics in: PromQL builders, the Prometheus source, the direct TF Serving scrape, load history.
 
-Every source implements `MetricSource.observe(targets, now_s)` (blocking; `observe_async` runs it
-in a worker thread so an event loop, e.g. the demo's emulators, keeps serving meanwhile).
+Every source implements `MetricSource.observe(targets, now_s)` (blocking; the control loop runs it with
+`asyncio.to_thread`, so an event loop, e.g. the demo's emulators, keeps serving meanwhile).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ answering 1e308 must not pin a target at maxReplicas and in panic mode.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -287,16 +286,7 @@ class PrometheusSource:
             log.info("signal %s is no longer %s for any target", gone[0], gone[1].value)
         self._logged = seen
 
-    async def observe_async(
-        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
-    ) -> dict[TargetKey, Observation]:
-        """`observe` in a worker thread: never blocks the caller's event loop."""
-        return await asyncio.to_thread(self.observe, targets, now_s)
 
-    async def observe_pods_async(
-        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
-    ) -> dict[TargetKey, tuple[PodSignals, ...]]:
-        return await asyncio.to_thread(self.observe_pods, targets, now_s)
 
     # ------------------------------------------------------------------ per pod
     def _pod_queries(self, targets: Sequence[ServingAutoscalerSpec]) -> dict[str, str]:

@@ -14,7 +14,6 @@ server's models are observed one by one and combined like the Prometheus source'
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import urllib.request
@@ -172,16 +171,7 @@ class ScrapeSource:
         per = {m: self._observation(spec, now_s, only_model=m) for m in names}
         return multimodel.combine(per, per[names[0]])
 
-    async def observe_async(
-        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
-    ) -> dict[TargetKey, Observation]:
-        """`observe` in a worker thread: never blocks the caller's event loop."""
-        return await asyncio.to_thread(self.observe, targets, now_s)
 
-    async def observe_pods_async(
-        self, targets: Sequence[ServingAutoscalerSpec], now_s: float
-    ) -> dict[TargetKey, tuple[PodSignals, ...]]:
-        return await asyncio.to_thread(self.observe_pods, targets, now_s)
 
     def _observation(self, spec: ServingAutoscalerSpec, now_s: float, only_model: str | None = None) -> Observation:
         """`only_model`: one model of a multi-model server (its latency buckets only)."""
