@@ -5,9 +5,8 @@ Owns the command line of the what-if simulator: a scenario file (`simulations/<n
 the report directory (summary.json, timelines, PNGs, report.html — `sim/report.py`).
 With no arguments it runs the default shipped scenario into `runs/<scenario>/`.
 
-`compare_rates()` is the hook for replaying history fetched from Prometheus
-(`--from-prometheus URL --target NS/DEPLOY --since 7d`): it runs the same comparison from a
-per-second rate array instead of a trace file.
+History fetched from Prometheus (`--from-prometheus URL --target NS/DEPLOY --since 7d`,
+`simulate_history.py`) runs the same comparison from a per-second rate array (`sim/compare.py`).
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from autoscaler.core.types import FloatArray
+from autoscaler.commands.replay_console import print_table, progress_bars
 from autoscaler.sim import engine
 from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
-from autoscaler.sim.report import gap_note, summary_rows, write_report
+from autoscaler.sim.report import write_report
 from autoscaler.sim.reqlevel import ROUTINGS
 from autoscaler.sim.scenario import (
     DEFAULT_SCENARIO,
@@ -41,7 +38,6 @@ from autoscaler.sim.scenario import (
 )
 from autoscaler.sim.shipped import DEFAULT_SPEC, default_runs_dir
 from autoscaler.spec import SpecError
-from autoscaler.spec.types import ServingAutoscalerSpec
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -199,18 +195,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f} %"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 def compare(
     inputs: Inputs,
     policies: Sequence[str],
@@ -222,7 +206,7 @@ def compare(
     """Run every policy on the scenario's trace, with a progress bar per policy."""
     results: list[SimResult] = []
     sc = inputs.scenario
-    with _progress(console) as prog:
+    with progress_bars(console) as prog:
         for name in policies:
             task = prog.add_task(name, total=inputs.trace.n_seconds)
 
@@ -249,67 +233,3 @@ def compare(
     return results
 
 
-def compare_rates(
-    rate_rps: FloatArray,
-    spec: ServingAutoscalerSpec,
-    policies: Sequence[str],
-    out_dir: Path,
-    *,
-    name: str,
-    start_s: float = 0.0,
-    history_rps: FloatArray | None = None,
-    knobs: Mapping[str, Mapping[str, Any]] | None = None,
-    seed: int = 0,
-    console: Console | None = None,
-) -> list[SimResult]:
-    """The same comparison from a per-second rate array (e.g. Prometheus history); writes the report."""
-    console = console or Console()
-    results: list[SimResult] = []
-    with _progress(console) as prog:
-        for pol in policies:
-            task = prog.add_task(pol, total=len(rate_rps))
-
-            def tick(done: int, total: int, task: Any = task) -> None:
-                prog.update(task, completed=done)
-
-            results.append(
-                engine.run_rates(
-                    rate_rps,
-                    spec,
-                    pol,
-                    trace_name=name,
-                    start_s=start_s,
-                    seed=seed,
-                    knobs=(knobs or {}).get(pol, {}),
-                    history_rps=history_rps,
-                    progress=tick,
-                )
-            )
-    write_report(results, out_dir)
-    print_table(results, console)
-    return results
-
-
-def print_table(results: Sequence[SimResult], console: Console) -> None:
-    rows = summary_rows(results)
-    goal = results[0].spec.slo.attainment if results else 0.999
-    t = Table(title=f"SLO attainment goal {goal * 100:g} % — cost at the same SLO")
-    if results:
-        t.caption = f"{rows[0]['history_note']}; {gap_note(results[0].summary)}"
-    for col in ("policy", "attainment", "p99 ms", "rejected", "replica-h", "× oracle", "meets SLO", "wall s"):
-        t.add_column(col, justify="left" if col == "policy" else "right")
-    for r in rows:
-        meets = bool(r["meets_slo"])
-        xo = r.get("x_oracle")
-        p99 = r["p99_ms"]
-        t.add_row(
-            str(r["policy"]),
-            f"{r['slo_attainment'] * 100:.3f} %",
-            "∞" if p99 == float("inf") else f"{p99:.1f}",
-            f"{r['rejected']:,}",
-            f"{r['replica_hours']:.1f}",
-            "–" if xo is None else f"{xo:.2f}",
-            "[green]yes[/green]" if meets else "[red]no[/red]",
-            f"{r['wall_s']:.1f}",
-        )
-    console.print(t)

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from autoscaler.commands.replay_console import print_table, progress_bars, progress_factory
 from autoscaler.core.multimodel import spec_for_mix
 from autoscaler.core.types import FloatArray
 from autoscaler.runtime.clock import WallClock
 from autoscaler.sim.baselines import registry
+from autoscaler.sim.compare import compare_rates
+from autoscaler.sim.report import write_report
 from autoscaler.sim.shipped import DEFAULT_SPEC
 from autoscaler.sources.history import HistoryError, fetch_rate_history
 from autoscaler.spec import SpecError, load_spec
@@ -64,8 +67,6 @@ def target_spec(args: argparse.Namespace) -> ServingAutoscalerSpec:
 
 
 def run_from_prometheus(args: argparse.Namespace, console: Console) -> int:
-    from autoscaler.commands.simulate import compare_rates  # the report path shared with trace replays
-
     try:
         spec = target_spec(args)
         since_s = parse_duration_s(args.since, "--since")
@@ -105,15 +106,20 @@ def run_from_prometheus(args: argparse.Namespace, console: Console) -> int:
         f"mean {np.mean(window):.1f} rps; {gaps} gap step(s) interpolated"
     )
     out = args.out or Path("runs") / f"prometheus-{spec.target.namespace}-{spec.target.deployment}"
-    results = compare_rates(
-        rate_per_s,
-        spec,
-        policies,
-        out,
-        name=f"prometheus:{spec.target.namespace}/{spec.target.deployment}",
-        history_rps=hist_per_s,
-        console=console,
-    )
+    with progress_bars(console) as prog:
+        results, errors = compare_rates(
+            rate_per_s,
+            spec,
+            policies,
+            name=f"prometheus:{spec.target.namespace}/{spec.target.deployment}",
+            history_rps=hist_per_s,
+            progress_for=progress_factory(prog),
+        )
+    for pol, err in errors.items():
+        console.print(f"[red]{pol}: failed: {err}[/red]")
+    if results:
+        write_report(results, out)
+        print_table(results, console)
     console.print(f"wrote {out}/ (summary.json, report.html)")
     return 0 if results else 1
 
