@@ -14,7 +14,7 @@ during it (so tests can see the state); the daemon's model-status client treats 
 yet". Requests go through a real asyncio batch queue (`batcher.py`) whose service time per batch comes
 from the replica's `ServiceProfile` via `core.capacity.ServiceTime`. Errors use TF Serving's JSON shape
 `{"error": "..."}` and its HTTP mapping of canonical codes. gRPC (`grpc_service.py`) is started only
-when asked for, because importing `tensorflow_serving.apis` loads TensorFlow (~4 s).
+when asked for, because importing `tensorflow_serving.apis` loads all of TensorFlow.
 """
 
 from __future__ import annotations
