@@ -2,8 +2,9 @@
 
 * `_capacity_rps` memoizes capacity per (profile, SLO, 1 % scale step, batching params): equal to
   the shared model's `capacity_at_slo_rps`, and forgotten by `clear_model_caches`.
-* Calibration compares the observed quantile with the model's bucketed one directly: the exact
-  quantile of the old debiasing (observed × exact / bucketed against exact) cancels.
+* Calibration compares the observed quantile with the model's bucketed one directly: equal to
+  comparing a debiased observation (observed × exact / bucketed) against the exact quantile, in which
+  the exact quantile cancels.
 * `Forecast.peak_step` is memoized on the forecast: equal to the array expression, fresh per copy.
 * `decide()` builds its new `State` field by field (no `dataclasses.replace`): every field is set.
 """

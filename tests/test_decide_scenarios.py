@@ -1,8 +1,9 @@
 """Scenario tests for core.decide: a hand-walked clock, Observations and Forecasts built directly.
 
-Each scenario is one of DESIGN.md's safety rules told as a short story (burst, metrics outage,
-pending pods, forecast-only drop, panic, stale data, unknown replicas), asserting the replica count,
-the binding constraint and the reason a user would read in `kubectl describe`.
+Each scenario is one of docs/design.md's "Decision rules that make it safe" told as a short story
+(burst, metrics outage, pending pods, forecast-only drop, panic, stale data, unknown replicas),
+asserting the replica count, the binding constraint and the reason a user would read in
+`kubectl describe`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class BatchingOutcome(str, Enum):
     UNCHANGED = "unchanged"  # the decision keeps the current parameters
     ROLLED_OUT = "rolled-out"
     ALREADY_APPLIED = "already-applied"  # the Deployment already runs these parameters
-    DEFERRED_SCALE_UP = "deferred-scale-up"  # never during a scale-up (DESIGN rule 7)
+    DEFERRED_SCALE_UP = "deferred-scale-up"  # never during a scale-up (docs/design.md rule 7)
     DEFERRED_INTERVAL = "deferred-interval"  # min_rollout_interval_s not elapsed
     DEFERRED_IN_PROGRESS = "deferred-rollout-in-progress"
     REFUSED_MAX_UNAVAILABLE = "refused-max-unavailable"  # strategy would drop serving capacity

@@ -1,16 +1,16 @@
 """Batching rollout: write TF Serving's batching file into its ConfigMap, then roll the pods.
 
-TF Serving reads `--batching_parameters_file` once at startup (specs.md §5.2), so new parameters
-need new pods. We write `BatchingParams.to_pbtxt()` under the key `batching_parameters.pbtxt` of
-`spec.target.batching_configmap` (merge patch; created if missing) and trigger a rolling restart
-by patching the pod-template annotation `autoscaling.tfserving.dev/batching-hash` = sha256[:16] of
-the text. DESIGN rule 7 guards it, checked in this order: the decision must say
-`batching_changed`; never during a scale-up; the Deployment must not already run this hash; not
-more often than `spec.batching.min_rollout_interval_s` (the last rollout time is kept on the
-Deployment's own annotation too, so a new leader respects it); the strategy must be
-RollingUpdate with maxUnavailable 0 (otherwise we refuse with a Warning Event: a restart wave
-would drop serving capacity); and no rollout may be in progress (generation/observedGeneration,
-updated/ready replicas).
+TF Serving reads `--batching_parameters_file` once at startup
+(`tensorflow_serving/model_servers/server.cc` `Server::BuildAndStart`; nothing re-reads it), so new
+parameters need new pods. We write `BatchingParams.to_pbtxt()` under the key `batching_parameters.pbtxt`
+of `spec.target.batching_configmap` (merge patch; created if missing) and trigger a rolling restart by
+patching the pod-template annotation `autoscaling.tfserving.dev/batching-hash` = sha256[:16] of the
+text. docs/design.md rule 7 guards it, checked in this order: the decision must say `batching_changed`;
+never during a scale-up; the Deployment must not already run this hash; not more often than
+`spec.batching.min_rollout_interval_s` (the last rollout time is kept on the Deployment's own annotation
+too, so a new leader respects it); the strategy must be RollingUpdate with maxUnavailable 0 (otherwise
+we refuse with a Warning Event: a restart wave would drop serving capacity); and no rollout may be in
+progress (generation/observedGeneration, updated/ready replicas).
 
 The file is edited, not regenerated (`batching_file.py`): the ConfigMap's current text is parsed
 as TF Serving's `BatchingParameters` text format and only the tuned fields change, so

@@ -8,7 +8,7 @@ re-read and retry (bounded). 429/5xx get bounded exponential backoff (`retry.py`
 leader that loses its Lease mid-loop sends nothing more (`LostLeadership`). We set the
 content type explicitly because the client would otherwise send strategic-merge-patch for a dict
 body. Before patching, the namespace's `autoscaling/v2` HPAs are listed: if one targets this
-Deployment (scaleTargetRef), we refuse (DESIGN rule 8) with a Warning Event and a log line.
+Deployment (scaleTargetRef), we refuse (docs/design.md rule 8) with a Warning Event and a log line.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Front-proxy (requestheader) authentication and TLS for the aggregated metrics API.
 
 Owned here because the kube-aggregator authenticates the user itself and proxies with its client
-certificate plus `X-Remote-User`/`X-Remote-Group` headers (docs/specs.md §2.2). Those headers may
-only be believed when the TCP peer presented a certificate that verifies against the
-requestheader client CA and whose CN is in `requestheader-allowed-names` (empty = any CN).
-TLS uses CERT_OPTIONAL so kubelet probes (no client cert) still reach /healthz.
+certificate plus `X-Remote-User`/`X-Remote-Group` headers (k8s.io/apiserver
+`pkg/authentication/request/headerrequest/requestheader.go`, `NewDynamicVerifyOptionsSecure`;
+kubernetes.io "Configure the Aggregation Layer"). Those headers may only be believed when the TCP peer
+presented a certificate that verifies against the requestheader client CA and whose CN is in
+`requestheader-allowed-names` (empty = any CN). TLS uses CERT_OPTIONAL so kubelet probes (no client
+cert) still reach /healthz.
 
 The adapter must not import the Kubernetes client: the runtime reads ConfigMap
 `kube-system/extension-apiserver-authentication` and passes its `data` to

@@ -1,6 +1,7 @@
 """Serving and client certificates for the metrics API server, made with the `openssl` CLI.
 
-Owned here because an aggregated API server must speak HTTPS (docs/specs.md §2.1): when the
+Owned here because an aggregated API server must speak HTTPS (kube-aggregator dials the APIService's Service over TLS,
+`apiregistration/v1` `APIServiceSpec.caBundle` / `insecureSkipTLSVerify`): when the
 operator mounts no serving certificate, the adapter generates a self-signed one at start (the
 APIService then uses `insecureSkipTLSVerify: true`, or the caBundle printed from it). The same
 helpers issue CA-signed certificates for tests and the local demo (a stand-in front-proxy CA).

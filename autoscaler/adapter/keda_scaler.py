@@ -1,8 +1,9 @@
 """KEDA external scaler (grpc.aio): hands our desired replicas to a ScaledObject of type
 `external` / `external-push`.
 
-Owned here because KEDA is the second way decisions reach the HPA (DESIGN.md outputs), for clusters
-where KEDA already owns the external metrics API group. It reads only the DecisionStore.
+Owned here because KEDA is the second way decisions reach the HPA (docs/design.md "One engine, three
+shells"), for clusters where KEDA already owns the external metrics API group. It reads only the
+DecisionStore.
 
 Trigger metadata: `{scalerAddress, deployment}`. The target's namespace is always the
 ScaledObject's own (KEDA fills `ScaledObjectRef.namespace` from the object, a tenant cannot forge

@@ -1,11 +1,13 @@
 """The aggregated metrics API server (aiohttp): custom.metrics.k8s.io v1beta1+v1beta2, external v1beta1.
 
-Owned here: URL routing, discovery documents, JSON shapes per API version, authentication,
-authorization (a SubjectAccessReview per user and request, `authz.py`) and the Status error
-contract. What the values *are* comes from `provider.py` (which reads only the DecisionStore).
-Wire formats follow docs/specs.md §1-§2: `kind`/`apiVersion` on every body, 406 for aggregated
-discovery, 404 Status for unknown metrics/objects, 400 Status for malformed selectors, and a
-catch-all middleware so no request ever gets aiohttp's HTML error page.
+Owned here: URL routing, discovery documents, JSON shapes per API version, authentication, authorization
+(a SubjectAccessReview per user and request, `authz.py`) and the Status error contract. What the values
+*are* comes from `provider.py` (which reads only the DecisionStore). Wire formats follow
+kubernetes-sigs/custom-metrics-apiserver (`pkg/apiserver/installer/cmhandlers.go`, `emhandlers.go`,
+`pkg/provider/errors.go`) and the kube-aggregator (`pkg/apiserver/handler_discovery.go`):
+`kind`/`apiVersion` on every body, 406 for aggregated discovery, 404 Status for unknown metrics/objects,
+400 Status for malformed selectors, and a catch-all middleware so no request ever gets aiohttp's HTML
+error page.
 
 Entry points: `create_app(store, now_s=...)` (mount anywhere) and `serve(...)` (HTTPS listener with a
 mounted or self-signed serving certificate, under the connection limits of `limits.py`).

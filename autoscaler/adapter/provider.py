@@ -2,9 +2,10 @@
 
 Owned here, separate from the HTTP layer, so the serving logic can be tested without sockets and so
 its method set mirrors kubernetes-sigs/custom-metrics-apiserver's `CustomMetricsProvider` /
-`ExternalMetricsProvider` (DESIGN.md contract). The adapter serves decisions, it never makes them.
+`ExternalMetricsProvider` (docs/design.md "Contracts"). The adapter serves decisions, it never makes them.
 
-Freshness (docs/specs.md §1.5): the HPA never rejects old values, so the provider does. A target
+Freshness: the HPA never rejects old values (kubernetes `pkg/controller/podautoscaler/metrics/client.go`
+`GetRawMetric`/`GetExternalMetric` keep the timestamp for status only), so the provider does. A target
 whose last *valid* decision is older than `max_age_s` (by the injected clock) is left out -> 404;
 a pod whose signals are older than `max_age_s` is left out -> a "missing" pod for the HPA. Both are
 the conservative choice (the HPA never scales down on a failed metric).

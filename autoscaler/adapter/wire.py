@@ -1,7 +1,8 @@
 """Kubernetes wire-format helpers for the metrics APIs: quantities, timestamps, Status, discovery.
 
 Owned here so that every byte the HPA and the kube-aggregator decode is produced in one place and
-matches docs/specs.md §1.3-§1.4 exactly (kind/apiVersion on every body, RFC 3339 second-precision
+matches k8s.io/metrics `pkg/apis/custom_metrics/v1beta{1,2}/types.go` and
+`pkg/apis/external_metrics/v1beta1/types.go` exactly (kind/apiVersion on every body, RFC 3339 second-precision
 UTC timestamps, integer milli-unit quantity strings). Pure stdlib; times are passed in, never read.
 """
 

@@ -12,7 +12,8 @@ Why in the core: the simulated HPA/KEDA/PHPA baselines must scale exactly like a
 our own decision core reuses the behavior rules. Pure stdlib. Values are *milli-units* as the controller
 reads them (`Quantity.MilliValue()` = ceil(q*1000), see `milli_value`), integers everywhere Go uses
 int64, with Go's truncating integer division. Where the controller returns an error we raise
-`HpaMetricError` with the controller's message. Facts and sources: `../shared/docs/specs.md` §3.2–§3.6.
+`HpaMetricError` with the controller's message. `tests/test_hpa_replica_calculator.py`
+ports `replica_calculator_test.go`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Kubernetes HPA baselines and our own decision core, which reuses the behavior ru
 and rate limits. The controller keeps the history in mutable maps; here every function takes an immutable
 `HpaHistory` and returns a new one. Time is `now_s` (seconds); Go's strict `Before`/`After` comparisons are
 kept exactly (a recommendation exactly `window` old still counts in the no-behavior path; a scale event
-exactly `period` old no longer counts). Facts and sources: `../shared/docs/specs.md` §3.1, §3.7, §3.8.
+exactly `period` old no longer counts). API defaults: `pkg/apis/autoscaling/v2/defaults.go`;
+`tests/test_hpa_behavior.py` ports `horizontal_test.go`.
 """
 
 from __future__ import annotations

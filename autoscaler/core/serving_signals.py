@@ -3,7 +3,7 @@
 Owned here, beside `decide.py`, so the decision function stays one readable tick: this module
 turns the two signals into (a) the ready capacity the replica rules use and (b) an independent
 check on the calibrated capacity model. Both are pure and both are inert when the signal is
-absent (the simulator has neither), so a decision without them is exactly the old decision.
+absent (the simulator has neither), so a decision without them is exactly the decision the request metrics alone give.
 
 GPU saturation check. DCGM's `DCGM_FI_DEV_GPU_UTIL` is the fraction of the sample period during
 which one or more kernels ran on the device (NVIDIA DCGM field reference, "GPU utilization");

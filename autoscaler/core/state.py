@@ -39,7 +39,7 @@ class State:
     # Batching parameters that will be in effect, and when we last changed them (None = never).
     batching: BatchingParams = field(default_factory=BatchingParams)
     last_rollout_s: float | None = None
-    last_batching_check_s: float | None = None  # when the tuner last ran (it is costly: ~0.1 s)
+    last_batching_check_s: float | None = None  # when the tuner last ran (costly: a capacity search per setting)
     calibration: Calibration = field(default_factory=Calibration)
     # Since when the replicas have been in the regime the capacity model explains (fresh data, all
     # pods ready, no rejections, below capacity at the SLO); None = not in it. Calibration learns

@@ -1,7 +1,7 @@
 """DecisionStore: the latest decision and live signals per target, shared by the shells.
 
 The daemon's control loop writes it; the metrics adapter, the KEDA scaler and the /metrics
-collector only read it (DESIGN.md: "DecisionStore is the only state the adapter reads").
+collector only read it (docs/design.md "Contracts": "DecisionStore is the only state the adapter reads").
 It lives in the core layer, stdlib-only, so readers and writers in sibling packages can
 share it without importing each other. Thread-safe: the loop writes from the event loop while
 gRPC handlers read from worker threads.

@@ -1,7 +1,9 @@
 """Builds the Grafana dashboard for tfserving-autoscaler from code.
 
 Panels are generated from the metric names in `autoscaler.core.telemetry_names` and the
-TF Serving / DCGM names in docs/specs.md, so a rename cannot silently break a panel; a test
+TF Serving names (`tensorflow_serving/util/prometheus_exporter.cc` rendering of the metrics in
+`tensorflow_serving/servables/tensorflow/util.cc`) and DCGM names (NVIDIA/dcgm-exporter
+`etc/default-counters.csv`), so a rename cannot silently break a panel; a test
 executes every panel's PromQL against a real Prometheus. The committed JSON under
 `manifests/monitoring/grafana/` is this module's output (`tfserving-autoscaler generate`).
 """

@@ -1,12 +1,13 @@
 """An asyncio copy of TF Serving's session batch scheduler for one emulated replica.
 
-Owns the queueing behaviour that decides latency and rejections, with TF Serving's semantics
-(`shared_batch_scheduler.h`, docs/specs.md §5.1): tasks join the open batch while it has room
-(`max_batch_size` counts rows, not requests); a batch is processed when full or when
-`batch_timeout_us` has passed since it opened (at once with timeout 0); `num_batch_threads`
-batches run concurrently; when `max_enqueued_batches` batches are already waiting and a new batch
-is needed, the task fails with UNAVAILABLE. Processing a batch is `await asyncio.sleep()` of the
-service time from the replica's profile, divided by `time_scale` so tests can run faster.
+Owns the queueing behaviour that decides latency and rejections, with TF Serving's semantics (tensorflow
+`tensorflow/core/kernels/batching_util/shared_batch_scheduler.h`, configured by `BatchingParameters` in
+`tensorflow_serving/servables/tensorflow/session_bundle_config.proto`): tasks join the open batch while
+it has room (`max_batch_size` counts rows, not requests); a batch is processed when full or when
+`batch_timeout_us` has passed since it opened (at once with timeout 0); `num_batch_threads` batches run
+concurrently; when `max_enqueued_batches` batches are already waiting and a new batch is needed, the
+task fails with UNAVAILABLE. Processing a batch is `await asyncio.sleep()` of the service time from the
+replica's profile, divided by `time_scale` so tests can run faster.
 
 Busy time (at least one batch in flight) is accumulated for the fake DCGM exporter's GPU
 utilization. A multi-model server has one queue per model sharing one `device` semaphore: a batch

@@ -1,14 +1,14 @@
 """A fake NVIDIA DCGM exporter for emulated replicas: GPU utilization driven by batch busy time.
 
-Owns the GPU metrics the autoscaler's sources read (docs/specs.md §6): `DCGM_FI_DEV_GPU_UTIL`
-(gauge, percent 0–100) and `DCGM_FI_PROF_GR_ENGINE_ACTIVE` (gauge, ratio 0–1) with the real
-exporter's label set (`gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname` or
+Owns the GPU metrics the autoscaler's sources read (NVIDIA/dcgm-exporter `etc/default-counters.csv`):
+`DCGM_FI_DEV_GPU_UTIL` (gauge, percent 0–100) and `DCGM_FI_PROF_GR_ENGINE_ACTIVE` (gauge, ratio 0–1)
+with the real exporter's label set (`gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname` or
 `hostname`, `DCGM_FI_DRIVER_VERSION`, `container`, `namespace`, `pod`), one GPU per pod as with
-whole-GPU allocation. Values are each replica's busy fraction over the last sample period, like
-DCGM's sampled utilization; the sampling clock can be injected (`now_s`) and background sampling
-turned off (`sample_period_s=None`), so tests compute utilization from known instants instead of
-the machine's scheduling. Served by prometheus_client's `CollectorRegistry` on its own port;
-Prometheus must scrape it with `honor_labels: true`, as with the real exporter.
+whole-GPU allocation. Values are each replica's busy fraction over the last sample period, like DCGM's
+sampled utilization; the sampling clock can be injected (`now_s`) and background sampling turned off
+(`sample_period_s=None`), so tests compute utilization from known instants instead of the machine's
+scheduling. Served by prometheus_client's `CollectorRegistry` on its own port; Prometheus must scrape it
+with `honor_labels: true`, as with the real exporter.
 """
 
 from __future__ import annotations

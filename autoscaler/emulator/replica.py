@@ -1,22 +1,22 @@
 """EmulatorReplica: one TF Serving replica stand-in, served over real HTTP (and optionally gRPC).
 
 Owns the REST surface of a TF Serving pod as clients, Prometheus and the autoscaler see it
-(docs/specs.md §4, §5.4): `POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict` for each
-model it serves (`other_models`: a multi-model server, one batch queue per model on one device),
-`GET /v1/models/<m>[/versions/<v>]` (model status), and `/monitoring/prometheus/metrics` rendered
-exactly like TF Serving. Model versions follow TF Serving's ModelVersionStatus.State
-(tensorflow_serving/apis/get_model_status.proto): START when the manager learns of a version,
-LOADING for the load + warmup delay, AVAILABLE, then UNLOADING and END once a newer version is
-AVAILABLE (the default availability-preserving policy loads the new version before unloading the
-old one, so a rollout shows two versions live); every served model follows the same versions. END
-versions stay listed, as the status monitor keeps them. Predict without a version goes to the newest
-AVAILABLE version. One difference, on purpose: TF Serving opens its ports only after the initial
-load, while the replica answers LOADING during it (so tests can see the state); the daemon's
-model-status client treats both as "not serving yet".
-Requests go through a real asyncio batch queue (`batcher.py`) whose service time per batch comes
+(`tensorflow_serving/g3doc/api_rest.md`, `model_servers/http_rest_api_handler.cc`):
+`POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict` for each model it serves (`other_models`: a
+multi-model server, one batch queue per model on one device), `GET /v1/models/<m>[/versions/<v>]` (model
+status), and `/monitoring/prometheus/metrics` rendered exactly like TF Serving. Model versions follow TF
+Serving's ModelVersionStatus.State (tensorflow_serving/apis/get_model_status.proto): START when the
+manager learns of a version, LOADING for the load + warmup delay, AVAILABLE, then UNLOADING and END once
+a newer version is AVAILABLE (the default availability-preserving policy loads the new version before
+unloading the old one, so a rollout shows two versions live); every served model follows the same
+versions. END versions stay listed, as the status monitor keeps them. Predict without a version goes to
+the newest AVAILABLE version. One difference, on purpose: TF Serving opens its ports only after the
+initial load, while the replica answers LOADING during it (so tests can see the state); the daemon's
+model-status client treats both as "not serving yet". Requests go through a real asyncio batch queue
+(`batcher.py`) whose service time per batch comes
 from the replica's `ServiceProfile` via `core.capacity.ServiceTime`. Errors use TF Serving's JSON shape
-`{"error": "..."}` and its HTTP mapping of canonical codes. gRPC (`grpc_service.py`) is started
-only when asked for, because importing `tensorflow_serving.apis` loads TensorFlow (~4 s).
+`{"error": "..."}` and its HTTP mapping of canonical codes. gRPC (`grpc_service.py`) is started only
+when asked for, because importing `tensorflow_serving.apis` loads all of TensorFlow.
 """
 
 from __future__ import annotations

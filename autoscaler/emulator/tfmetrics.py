@@ -1,7 +1,7 @@
 """TF Serving's monitoring metrics and their exact Prometheus rendering, for the emulator.
 
 Owns the metric *wire format* an emulated replica exposes on `/monitoring/prometheus/metrics`,
-copied from `tensorflow_serving/util/prometheus_exporter.cc` (docs/specs.md §4): names with a
+copied from `tensorflow_serving/util/prometheus_exporter.cc` (`PrometheusExporter`): names with a
 leading colon, latencies in microseconds, counters without `_total`, no `# HELP`, one `# TYPE`
 line per metric, histogram buckets printed with absl `StrCat(double)` (6 significant digits),
 `_sum{}`/`_count{}` with empty braces when a metric has no labels, and a series only after its

@@ -1,8 +1,8 @@
 """The daemon's only source of time: a `Clock` protocol, the wall clock and a manual clock for tests.
 
-DESIGN.md: nothing outside this module reads wall time. The control loop, leader election, the
-spec watcher and the demo take a `Clock`, so tests drive them deterministically with `ManualClock`
-and the daemon runs on `WallClock`. Times are seconds since the Unix epoch (`now_s`).
+docs/design.md ("Layout and layering"): nothing outside this module reads wall time. The control loop,
+leader election, the spec watcher and the demo take a `Clock`, so tests drive them deterministically
+with `ManualClock` and the daemon runs on `WallClock`. Times are seconds since the Unix epoch (`now_s`).
 """
 
 from __future__ import annotations

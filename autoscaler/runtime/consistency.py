@@ -1,12 +1,12 @@
 """Keeping every replica's controller state consistent with the cluster, leader or standby.
 
-Replicas behind one Service must serve the same number for a target, whichever pod answers.
-Each replica runs its own copy of the controller, so any state that only the leader's actions
-change drifts on the standbys. The batching parameters are such state: the leader rolls them out;
-a standby's own outcome is always "skipped", so it kept the old parameters and, with them, a
-different per-replica capacity and desired count (20 instead of the leader's 7 in the case that
-found it). The cure is to take that state from the cluster, where both can read it, before every
-decision: the parameters the pod template's hash names, and the rollout time the leader wrote.
+Replicas behind one Service must serve the same number for a target, whichever pod answers. Each
+replica runs its own copy of the controller, so any state that only the leader's actions change
+drifts on the standbys. The batching parameters are such state: the leader rolls them out; a
+standby's own outcome is always "skipped", so on its own it would keep the parameters it started
+with and, with them, a different per-replica capacity and desired count than the leader. So that
+state is taken from the cluster, where both can read it, before every decision: the parameters the
+pod template's hash names, and the rollout time the leader wrote.
 """
 
 from __future__ import annotations

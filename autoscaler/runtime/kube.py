@@ -1,8 +1,9 @@
 """Building the daemon's Kubernetes pieces: API client, Events, actuator, Lease elector, CRD lister.
 
 Lives in the runtime because only `actuators/` and `runtime/` may import the `kubernetes` client
-(DESIGN.md layering); the `run` command calls `build_kube_parts()` and never touches the client.
-Config: an explicit kubeconfig, else in-cluster (service account), else the default kubeconfig.
+(docs/design.md layering, enforced by import-linter); the `run` command calls `build_kube_parts()` and
+never touches the client. Config: an explicit kubeconfig, else in-cluster (service account), else the
+default kubeconfig.
 """
 
 from __future__ import annotations

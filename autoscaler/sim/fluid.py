@@ -6,7 +6,7 @@ configuration on a per-replica rate grid and answers whole arrays of seconds wit
 The answers are the simulated server's truth, measured with the exact batch-queue DES under
 Poisson arrivals (`sim/truth.py`) — never the controller's own analytic model, so a policy meets
 the model error it would meet in a cluster. `truth="analytic"` tabulates `core/capacity.py`
-instead (the old behaviour, kept for comparisons and tests). A second without backlog is a steady
+instead (no model error for the policy to meet; for comparisons and tests). A second without backlog is a steady
 state at that second's rate (queueing within the second is in the tables). Overload is not: once a
 replica's rate exceeds its max throughput the excess queues in TF Serving's batch queue (up to
 max_enqueued_batches x max_batch_size requests; beyond it requests are rejected, as TF Serving's
@@ -64,8 +64,8 @@ TRUTHS = ("des", "analytic")
 
 
 def analytic_columns(model: CapacityModel, params: BatchingParams, slo: SLO) -> TruthColumns:
-    """The columns from the controller's own analytic model (`truth="analytic"`): the simulator as
-    it was before its truth was the DES; kept for the replay-speed comparison and tests."""
+    """The columns from the controller's own analytic model (`truth="analytic"`): a simulated server
+    that behaves exactly as the controller predicts; for the replay-speed comparison and tests."""
     top = TOP_FRACTION * model.max_throughput_rps(params)
     r = np.linspace(0.0, top, RATE_POINTS)
     ms = slo.latency_ms
@@ -353,8 +353,8 @@ _MAX_TABLES = 64  # a sweep's batching grid fits; the oldest table goes first
 
 
 def rate_table(model: CapacityModel, params: BatchingParams, slo: SLO, truth: str = "des") -> RateTable:
-    """Cached per (profile, service scale, params, SLO, truth): a DES table takes ~1.5 s to measure
-    (T4 profile), an analytic one ~0.5 s."""
+    """Cached per (profile, service scale, params, SLO, truth): a table solves every point of the rate
+    grid (a DES run per point for `truth="des"`, `sim/truth.py`), too costly to rebuild per replay."""
     key = (model.profile, model.service_scale, params, slo, truth)
     hit = _TABLES.get(key)
     if hit is None:

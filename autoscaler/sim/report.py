@@ -1,6 +1,6 @@
 """Writes a what-if comparison to disk: summary.json, per-policy timelines, plots, report.html.
 
-Owns the output format operators and CI read (DESIGN.md "The simulator"):
+Owns the output format operators and CI read (docs/design.md "The simulator"):
 
 * `DIR/summary.json`: a list, one object per policy — policy, trace, requests, slo_ms,
   slo_quantile, slo_attainment (fraction of requests served within slo_ms; rejected count as

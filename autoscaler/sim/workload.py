@@ -250,7 +250,8 @@ def _locate_bad_line(path: Path, body: str, ncols: int, first_line: int, expecte
 
 def _parse(path: Path) -> tuple[tuple[str, ...], FloatArray]:
     """Parsed file, cached by (path, size, mtime): a simulation reads the same trace for its window,
-    its history and its scale, and the 1 s NASA file costs ~0.8 s to parse. Arrays are read-only."""
+    its history and its scale, and the large files (the 1 s NASA trace: a row per second) are slow to
+    parse. Arrays are read-only."""
     st = path.stat()
     return _parse_cached(path.resolve(), st.st_size, st.st_mtime_ns)
 

@@ -1,6 +1,6 @@
 """The contracts of metric sources: what the daemon's loop calls once per tick.
 
-Owns the `MetricSource` Protocol (DESIGN.md "Contracts"): `observe(targets, now_s)` returns one
+Owns the `MetricSource` Protocol (docs/design.md "Contracts"): `observe(targets, now_s)` returns one
 `Observation` per target, built from one batched query per signal for all targets, never one
 query per target. A source never turns a failure into a zero: every signal it cannot read is a
 `Signal` with status MISSING / STALE / NAN / ERROR and a detail. `PodMetricSource` adds the

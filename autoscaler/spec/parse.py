@@ -134,7 +134,7 @@ def _dedupe_union_errors(errors: list[Mapping[str, Any]]) -> list[Mapping[str, A
 
 
 def _rules(m: ScalingRulesModel | None, default: ScalingRules) -> ScalingRules:
-    """HPA API defaulting (specs.md §3.8): each nil field takes the direction's default."""
+    """HPA API defaulting (`pkg/apis/autoscaling/v2/defaults.go`): each nil field takes the direction's default."""
     if m is None:
         return default
     return ScalingRules(

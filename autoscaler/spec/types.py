@@ -144,7 +144,7 @@ class ScalingPolicy:
 
 @dataclass(frozen=True)
 class ScalingRules:
-    """HPA `HPAScalingRules` after API defaulting (specs.md §3.8)."""
+    """HPA `HPAScalingRules` after API defaulting (`pkg/apis/autoscaling/v2/defaults.go`)."""
 
     stabilization_window_s: int
     select_policy: SelectPolicy

@@ -18,7 +18,8 @@ stabilization, scale-up limit max(2*current, 4)) unless a `behavior=` knob is gi
 `normalizeDesiredReplicasWithBehaviors` and per-direction tolerances apply. A metric the controller
 cannot compute (no samples, no ready pods) is a failed metric: the HPA then does nothing.
 Sources: kubernetes/kubernetes `pkg/controller/podautoscaler/{horizontal,replica_calculator}.go`;
-`../shared/docs/specs.md` §3.
+defaults from `pkg/controller/podautoscaler/config/v1alpha1/defaults.go`
+(`RecommendedDefaultHPAControllerConfiguration`) and `pkg/apis/autoscaling/v2/defaults.go`.
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ the first two seasons, seasonal indices from season averages), which keeps stats
 `forecast/`. statsmodels' "estimated" initial states can differ slightly in the first seasons.
 `holt_winters_additive` is the plain recursion (the reference); since the history order changes
 every sync (newest first), the recursion cannot be continued from one sync to the next, so the
-policy evaluates the same linear map as a dot product (`HoltWintersOneStep`, ~100x faster on a
-day-long season). It matches the recursion up to floating-point rounding, so the ceil ignores
-noise within 1e-9 (relative) above an integer (`ceil_forecast`; statsmodels upstream has rounding
-noise of its own).
+policy evaluates the same linear map as a dot product (`HoltWintersOneStep`: one vectorized
+product instead of a Python step per sample of a day-long season). It matches the recursion up to
+floating-point rounding, so the ceil ignores noise within 1e-9 (relative) above an integer
+(`ceil_forecast`; statsmodels upstream has rounding noise of its own).
 
 PHPA keeps its history in a ConfigMap that starts empty; `warm_start=True` instead seeds it with
 the HPA replicas the pre-start load history would have produced (not what upstream does).
