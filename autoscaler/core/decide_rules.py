@@ -139,7 +139,7 @@ class Plan:
 
 
 def plan_replicas(inp: Inputs, capacity_rps: float) -> Plan:
-    """Rules 1-7 of DESIGN.md for one tick, given the per-replica capacity at the SLO."""
+    """Rules 1-7 of docs/design.md for one tick, given the per-replica capacity at the SLO."""
     spec, st, now_s = inp.spec, inp.state, inp.now_s
     prov = spec.provisioning
     lo, hi = spec.min_replicas, spec.max_replicas

@@ -3,7 +3,7 @@
 Owned here because every shell (daemon, simulator, demo) and every plug-in (sources,
 forecasters, actuators, adapter) speaks them. Pure stdlib + numpy. A missing signal is a
 `Signal` with a non-OK status, never a zero: the core must be able to tell "no load" from
-"no data" (DESIGN.md, safety rule 5).
+"no data" (docs/design.md, safety rule 5).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ModelStatus:
 
     `available` pods have some version of the model AVAILABLE; `unknown` pods did not answer (timeout,
     refused, bad reply), so their Kubernetes readiness stands: a missing status can lower the ready count
-    no further than Kubernetes does, and never lowers a replica count (DESIGN.md safety rule 5).
+    no further than Kubernetes does, and never lowers a replica count (docs/design.md safety rule 5).
     `versions` is (version, state, pods in that state), sorted.
     """
 

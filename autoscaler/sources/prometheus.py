@@ -1,6 +1,6 @@
 """PrometheusSource: Observations for many targets from a handful of batched PromQL queries.
 
-Owns turning Prometheus answers into `Signal`s with honest states (DESIGN.md rule 5): one
+Owns turning Prometheus answers into `Signal`s with honest states (docs/design.md rule 5): one
 instant query per signal for all targets (`promql.py`), evaluated at `now_s`, sent concurrently
 through `prometheus-api-client` with a timeout and no retries (the next tick is the retry).
 Mapping back: `(namespace, model_name)` for TF Serving and GPU signals, `(namespace, deployment)`

@@ -1,7 +1,9 @@
 """PromQL builders: one query per signal for *all* targets, grouped so results map back by labels.
 
-Owns the exact PromQL the daemon sends (and the dashboards/rules can reuse). Facts from
-docs/specs.md §4 and §6: TF Serving names start with `:` (legal bare in PromQL), counters have no
+Owns the exact PromQL the daemon sends (and the dashboards/rules can reuse). Facts from TF Serving's
+`tensorflow_serving/util/prometheus_exporter.cc`, `servables/tensorflow/util.cc` and
+`batching/batching_session.cc`, and NVIDIA/dcgm-exporter `etc/default-counters.csv`: TF Serving names
+start with `:` (legal bare in PromQL), counters have no
 `_total`, latencies are microseconds, the `batching_session` histograms carry no `model_name`
 (joined to the pod's model through the request_count series on `(namespace, pod)`), DCGM
 utilization is percent while `DCGM_FI_PROF_GR_ENGINE_ACTIVE` is a 0–1 ratio (preferred when
