@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+import kmock
 import pytest
-from kmock._internal import rendering
 from test_actuators_kube import kmock_error, make_decision, make_spec, replicas
 from test_runtime_kubeemu import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, VersionedEmulator, api_client_for, deployment
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kmock(cls=VersionedEmulator)
 CFG = LeaderConfig(identity="a", namespace="ops", lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
 
 
-def scale_patches(emu: VersionedEmulator) -> list[rendering.Request]:
+def scale_patches(emu: VersionedEmulator) -> list[kmock.Request]:
     return [r for r in emu.seen if r.method == "PATCH" and r.subresource == "scale"]
 
 
@@ -50,7 +50,7 @@ async def test_lease_lost_during_429_backoff_stops_writing(kmock: VersionedEmula
 
     throttled = [1]
 
-    async def throttle(req: rendering.Request) -> None:
+    async def throttle(req: kmock.Request) -> None:
         if req.method == "PATCH" and req.subresource == "scale" and throttled:
             throttled.pop()
             raise kmock_error(429)
@@ -69,7 +69,7 @@ async def test_lease_lost_during_429_backoff_stops_writing(kmock: VersionedEmula
 async def test_lease_lost_during_conflict_rereads_stops_writing(kmock: VersionedEmulator) -> None:
     clock, elector = await leader_near_deadline(kmock)
 
-    async def slow_conflict(req: rendering.Request) -> None:
+    async def slow_conflict(req: kmock.Request) -> None:
         if req.method == "PATCH" and req.subresource == "scale":
             await clock.advance(2.0)  # the write took long enough for the lease to run out ...
             dep = kmock.read_obj(DEPLOYMENTS, "ml", "resnet")
@@ -89,7 +89,7 @@ async def test_every_api_call_has_a_client_timeout(kmock: VersionedEmulator) -> 
     kmock.seed(DEPLOYMENTS, "ml", "resnet", deployment(replicas=2))
     release = asyncio.Event()
 
-    async def stall(req: rendering.Request) -> None:
+    async def stall(req: kmock.Request) -> None:
         if req.method == "PATCH" and req.subresource == "scale":
             await release.wait()  # an API server that accepted the connection and never answers
 

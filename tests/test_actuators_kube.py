@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import kmock
 import pytest
-from kmock._internal import rendering
 from test_runtime_kubeemu import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -76,7 +75,7 @@ def replicas(emu: VersionedEmulator) -> int:
     return int(dep["spec"]["replicas"])
 
 
-def writes(emu: VersionedEmulator) -> list[rendering.Request]:
+def writes(emu: VersionedEmulator) -> list[kmock.Request]:
     return [r for r in emu.seen if r.method in ("PATCH", "PUT", "POST") and r.resource != EVENTS]
 
 
@@ -121,7 +120,7 @@ async def test_conflict_rereads_and_retries(kmock: VersionedEmulator) -> None:
     act, _ = setup(kmock, replicas=2)
     raced = False
 
-    async def other_writer(req: rendering.Request) -> None:
+    async def other_writer(req: kmock.Request) -> None:
         nonlocal raced
         if req.method == "PATCH" and req.subresource == "scale" and not raced:
             raced = True  # someone else scales to 3 between our read and our patch
@@ -143,7 +142,7 @@ async def test_429_and_5xx_are_retried_with_bounded_backoff(kmock: VersionedEmul
     act, sleeps = setup(kmock, replicas=2)
     failures = [429, 503]
 
-    async def flaky(req: rendering.Request) -> None:
+    async def flaky(req: kmock.Request) -> None:
         if req.subresource == "scale" and req.method == "GET" and failures:
             raise kmock_error(failures.pop(0))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import kmock
 import pytest
-from kmock._internal import references
 from test_runtime_kubeemu import VersionedEmulator, api_client_for
 
 from autoscaler.actuators.status import CrStatusWriter
@@ -13,7 +13,7 @@ from autoscaler.core.types import Binding, Decision, TargetKey
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 
 pytestmark = pytest.mark.kmock(cls=VersionedEmulator)
-CRS = references.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
+CRS = kmock.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
 SPEC = ServingAutoscalerSpec(name="resnet50", target=TargetRef("serving", "resnet50", "resnet"))
 FILE_SPEC = ServingAutoscalerSpec(name="from-file", target=TargetRef("serving", "bert", "bert"))
 

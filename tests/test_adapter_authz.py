@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp.web
 import attrs
+import kmock
 import pytest
 import yaml
-from kmock._internal import rendering
 from test_adapter_api import NOW_S, Pki, client, fill_store, get, pki  # noqa: F401 (pki is a fixture)
 from test_runtime_kubeemu import VersionedEmulator, api_client_for
 
@@ -38,7 +38,7 @@ class RbacEmulator(VersionedEmulator):
 
     reviews: list[dict[str, Any]] = attrs.field(factory=list)
 
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
         if res is not None and res.plural == "subjectaccessreviews" and request.method == "POST":
             spec = dict((request.data or {}).get("spec") or {})

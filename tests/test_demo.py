@@ -54,6 +54,7 @@ def test_a_trace_that_does_not_cover_the_window_fails_clearly() -> None:
         offered_load(_args("--trace-start-s", "900", "--trace-end-s", "800"), 72.0, 40)
 
 
+@pytest.mark.slow  # ~45 s: the real demo as a process; runs in CI (`pytest -q` selects slow tests too)
 @pytest.mark.timeout(150)
 async def test_demo_replicas_follow_the_load_up_and_down_within_the_slo(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"

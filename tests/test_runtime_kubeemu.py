@@ -24,19 +24,18 @@ import aiohttp.web
 import attrs
 import kmock
 import pytest
-from kmock._internal import k8s_dicts, references, rendering
 from kubernetes import client as k8s
 
 _RV = itertools.count(1000)
 
-Hook = Callable[[rendering.Request], Awaitable[None]]
+Hook = Callable[[kmock.Request], Awaitable[None]]
 
-DEPLOYMENTS = references.resource(group="apps", version="v1", plural="deployments")
-CONFIGMAPS = references.resource(group="", version="v1", plural="configmaps")
-EVENTS = references.resource(group="", version="v1", plural="events")
-LEASES = references.resource(group="coordination.k8s.io", version="v1", plural="leases")
-PODS = references.resource(group="", version="v1", plural="pods")
-HPAS = references.resource(group="autoscaling", version="v2", plural="horizontalpodautoscalers")
+DEPLOYMENTS = kmock.resource(group="apps", version="v1", plural="deployments")
+CONFIGMAPS = kmock.resource(group="", version="v1", plural="configmaps")
+EVENTS = kmock.resource(group="", version="v1", plural="events")
+LEASES = kmock.resource(group="coordination.k8s.io", version="v1", plural="leases")
+PODS = kmock.resource(group="", version="v1", plural="pods")
+HPAS = kmock.resource(group="autoscaling", version="v2", plural="horizontalpodautoscalers")
 
 
 def conflict() -> kmock.KubernetesError:
@@ -55,7 +54,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
 
     before: Hook | None = attrs.field(default=None)
 
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if self.before is not None:
             await self.before(request)
         res = request.resource
@@ -69,7 +68,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             body = self._write(request, res)
         return aiohttp.web.json_response(body, status=201 if request.method == "POST" else 200)
 
-    def _list_selected(self, res: references.resource, request: rendering.Request) -> dict[str, Any]:
+    def _list_selected(self, res: kmock.resource, request: kmock.Request) -> dict[str, Any]:
         """LIST with `labelSelector` (equality terms only, e.g. `app=resnet,tier=gpu`)."""
         terms = [t.split("=", 1) for t in request.params["labelSelector"].split(",") if t]
         items = [
@@ -79,7 +78,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         ]
         return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(next(_RV))}, "items": items}
 
-    def _write(self, request: rendering.Request, res: references.resource) -> dict[str, Any]:
+    def _write(self, request: kmock.Request, res: kmock.resource) -> dict[str, Any]:
         data: dict[str, Any] = dict(request.data or {})
         if request.method == "POST":
             meta = data.setdefault("metadata", {})
@@ -97,7 +96,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         key = (res, request.namespace, request.name)
         if key not in self._objects or self._objects[key].deleted:
             raise kmock.KubernetesObjectNotFoundError()
-        obj: k8s_dicts.Object = self._objects[key]
+        obj: kmock.Object = self._objects[key]
         current: dict[str, Any] = copy.deepcopy(dict(obj.raw))
         cur_meta = current.setdefault("metadata", {})
         if request.subresource == "scale" and request.method == "GET":
@@ -143,13 +142,13 @@ class VersionedEmulator(kmock.KubernetesEmulator):
             "status": {"replicas": dep.get("status", {}).get("replicas", 0)},
         }
 
-    def read_obj(self, res: references.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def read_obj(self, res: kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         key = (res, namespace, name)
         if key not in self._objects or self._objects[key].deleted:
             return None
         return copy.deepcopy(dict(self._objects[key].raw))
 
-    def seed(self, res: references.resource, namespace: str | None, name: str, obj: dict[str, Any]) -> None:
+    def seed(self, res: kmock.resource, namespace: str | None, name: str, obj: dict[str, Any]) -> None:
         """Seed or overwrite an object directly (server side, as a controller would)."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -161,7 +160,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         else:
             self._objects[key] = obj
 
-    def all(self, res: references.resource, namespace: str | None = None) -> list[dict[str, Any]]:
+    def all(self, res: kmock.resource, namespace: str | None = None) -> list[dict[str, Any]]:
         return [
             copy.deepcopy(dict(o.raw))
             for (r, ns, _), o in self._objects.items()
@@ -169,11 +168,11 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         ]
 
     @property
-    def seen(self) -> list[rendering.Request]:
+    def seen(self) -> list[kmock.Request]:
         """Every request served so far, in order."""
         return list(self._requests)
 
-    def declare(self, *resources: references.resource) -> None:
+    def declare(self, *resources: kmock.resource) -> None:
         """Make empty resources listable (kmock 404s a LIST on a resource it has never seen)."""
         for res in resources:
             self.resources[res] = {}

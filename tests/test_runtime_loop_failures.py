@@ -12,7 +12,6 @@ from pathlib import Path
 
 import kmock
 import pytest
-from kmock._internal import rendering
 from test_runtime_kubeemu import VersionedEmulator
 from test_runtime_loop import Load, setup
 
@@ -26,7 +25,7 @@ async def test_refused_writes_fail_the_actuation_not_the_tick(
 ) -> None:
     loop = setup(kmock, Load(9000.0), tmp_path)
 
-    async def forbid_writes(req: rendering.Request) -> None:
+    async def forbid_writes(req: kmock.Request) -> None:
         if req.method in ("PATCH", "PUT", "POST") and req.resource is not None and req.resource.plural != "events":
             raise kmock_forbidden()
 

@@ -22,7 +22,9 @@ def test_compare_rates_runs_each_policy_and_returns_failures_beside_results() ->
 
         return tick
 
-    results, errors = compare_rates(rate, spec, ["hpa-rps", "no-such-policy", "oracle"], name="t", progress_for=progress_for)
+    results, errors = compare_rates(
+        rate, spec, ["hpa-rps", "no-such-policy", "oracle"], name="t", progress_for=progress_for
+    )
     assert [r.policy for r in results] == ["hpa-rps", "oracle"]
     assert list(errors) == ["no-such-policy"] and "no-such-policy" in errors["no-such-policy"]
     assert ticks["hpa-rps"] == len(rate)
