@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.sim import shipped, workload
+from autoscaler.sim import shipped, traces, workload
 from autoscaler.sim.workload import load_trace, resolve_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +33,10 @@ def test_checkout_uses_the_repository_directories() -> None:
 def test_xz_trace_found_by_name_and_read_like_the_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = ROOT / "simulations" / "traces" / "nasa_http_jul95_60s.csv"
     (tmp_path / "nasa_http_jul95_60s.csv.xz").write_bytes(lzma.compress(src.read_bytes()))
-    monkeypatch.setattr(workload, "TRACES_DIR", tmp_path)
+    monkeypatch.setattr(traces, "TRACES_DIR", tmp_path)
     found = resolve_trace("nasa_http_jul95_60s.csv")  # the scenario's name, as in simulations/nasa-60s-7d.yaml
     assert found == tmp_path / "nasa_http_jul95_60s.csv.xz"
-    assert workload.shipped_traces() == ["nasa_http_jul95_60s.csv.xz"]
+    assert traces.shipped_traces() == ["nasa_http_jul95_60s.csv.xz"]
     a = load_trace(found, start_s=86_400, duration_s=3_600)
     b = load_trace(src, start_s=86_400, duration_s=3_600)
     assert a.name == b.name == "nasa_http_jul95_60s"

@@ -10,14 +10,8 @@ import pytest
 
 from autoscaler.core.types import FloatArray
 from autoscaler.sim.superpose import centred_moving_average
-from autoscaler.sim.workload import (
-    TRACES_DIR,
-    TraceError,
-    gap_mask,
-    load_trace,
-    resolve_trace,
-    shipped_traces,
-)
+from autoscaler.sim.traces import TRACES_DIR, TraceError, gap_mask, resolve_trace, shipped_traces
+from autoscaler.sim.workload import load_trace
 
 
 def write(path: Path, text: str) -> Path:

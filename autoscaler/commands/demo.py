@@ -141,7 +141,8 @@ def offered_load(
     Returns (rates for the run, the same shaping applied to the `HISTORY_TRACE_S` before the window
     for the forecaster's warm start, where it comes from, compression in trace seconds per demo second).
     """
-    from autoscaler.sim.workload import load_trace, resolve_trace
+    from autoscaler.sim.traces import resolve_trace
+    from autoscaler.sim.workload import load_trace
 
     w0, w1 = float(args.trace_start_s), float(args.trace_end_s)
     if not (0.0 <= w0 < w1):

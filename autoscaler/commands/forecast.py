@@ -22,7 +22,8 @@ from autoscaler.forecast.auto import BACKTEST_STEPS, Selection, backtest, select
 from autoscaler.forecast.base import ForecastError
 from autoscaler.forecast.driver import impute
 from autoscaler.forecast.registry import create, fit_model, is_seasonal, names
-from autoscaler.sim.workload import TraceError, load_trace
+from autoscaler.sim.traces import TraceError
+from autoscaler.sim.workload import load_trace
 
 DEFAULT_TRACE = "nasa_http_jul95_60s"
 

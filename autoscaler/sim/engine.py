@@ -63,8 +63,8 @@ from autoscaler.sim.fluid import (
 from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
 from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
+from autoscaler.sim.traces import BoolArray, Trace, bridge_gaps
 from autoscaler.sim.view import PolicyContext, empty_history
-from autoscaler.sim.workload import BoolArray, Trace, bridge_gaps
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
 FIDELITIES = ("fluid", "request")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.workload import Trace
+from autoscaler.sim.traces import Trace
 
 MODEL_KEYS = ("model", "trace", "rate_scale", "superpose_s", "start_s")
 

@@ -52,7 +52,8 @@ from autoscaler.sim.engine import FIDELITIES
 from autoscaler.sim.multitrace import ModelTrace, mean_rate, mixed_trace, parse_model_traces, summed
 from autoscaler.sim.shipped import REPO_ROOT as REPO_ROOT  # re-exported: tests use it
 from autoscaler.sim.shipped import SCENARIO_DIR as SCENARIO_DIR  # re-exported: tests use it
-from autoscaler.sim.workload import Trace, load_trace, resolve_trace
+from autoscaler.sim.traces import Trace, resolve_trace
+from autoscaler.sim.workload import load_trace
 from autoscaler.spec import load_spec
 from autoscaler.spec.types import ServingAutoscalerSpec
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.workload import REQUEST_HEADER, Trace, _interval_trace, _parse, _request_trace, _trace_name
+from autoscaler.sim.traces import REQUEST_HEADER, Trace, interval_trace, parse_rows, request_trace, trace_name
 
 
 def superpose_width(superpose_s: float) -> int:
@@ -83,7 +83,7 @@ def superposed_trace(
     end = full_end if duration_s is None else min(full_end, t0 + duration_s)
     lo, hi = round(k), math.ceil(end - first - 1e-9)
     return Trace(
-        name=_trace_name(p),
+        name=trace_name(p),
         source_path=p,
         step_s=1.0,
         t_s=np.arange(hi - lo, dtype=np.float64),
@@ -100,11 +100,11 @@ def superposed_trace(
 def _smoothed(p: Path, _size: int, _mtime_ns: int, mask_gaps: bool, width: int) -> tuple[float, FloatArray]:
     """(first second, unscaled superposed series of the whole file), cached by file, size and mtime like
     the parse: a scenario loads its window, its history and its scale from the same series."""
-    header, data = _parse(p)
+    header, data = parse_rows(p)
     if header == REQUEST_HEADER:
-        full = _request_trace(p, data[:, 0], 1.0, None, None)
+        full = request_trace(p, data[:, 0], 1.0, None, None)
     else:
-        full = _interval_trace(p, data[:, 0], data[:, 1], 1.0, None, None, mask_gaps)
+        full = interval_trace(p, data[:, 0], data[:, 1], 1.0, None, None, mask_gaps)
     smooth = centred_moving_average(full.rate_per_second(), width)
     smooth.setflags(write=False)
     return full.start_s, smooth
