@@ -104,6 +104,11 @@ def needed_replicas(rate_rps: float, capacity_rps: float, spec: ServingAutoscale
     return _clamp(math.ceil(max(rate_rps, 0.0) / capacity_rps - 1e-9), spec)
 
 
+def _check_fidelity(fidelity: str) -> None:
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+
+
 def run(
     trace: Trace,
     spec: ServingAutoscalerSpec,
@@ -125,8 +130,7 @@ def run(
     `true_service_scale`: the simulated replicas serve every batch this many times slower than the
     spec's profile says (1.15 = 15 % slower); the policy still reads the spec's profile.
     """
-    if fidelity not in FIDELITIES:
-        raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    _check_fidelity(fidelity)
     raw = trace.rate_per_second()
     gap = np.isnan(raw)
     rate = bridge_gaps(raw)
@@ -186,8 +190,7 @@ def run_rates(
     serving ahead against: both give the same replay, bit for bit). `true_service_scale` as in `run`.
     """
     wall0 = time.perf_counter()
-    if fidelity not in FIDELITIES:
-        raise ValueError(f"fidelity: expected one of {', '.join(FIDELITIES)} (got {fidelity!r})")
+    _check_fidelity(fidelity)
     scale = true_service_scale
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"true_service_scale: expected a finite number > 0 (got {true_service_scale!r})")

@@ -413,30 +413,8 @@ class _TickSource:
 
     def in_flight_history(self, n: int) -> list[tuple[float, float | None]]:
         """`in_flight()` of the views at seconds now - n + 1 .. now that the timeline has."""
-        tl, now, pipe = self.tl, self.now_s, self.pipe
-        start, pre = tl.start_s, tl.preroll_s
-        if not self.uniform or self.deleted_off_template or pipe.live_latency or tl.has_gaps:
-            out = self.in_flight_past(n)
-            out.append((start + now, self.in_flight()))
-            return out
-        # every pod ready at these seconds ran the template: `_concurrency_at` inlined
-        table = pipe.table(self.template)
-        ready_col, arr_col = tl.ready, tl.arrivals
-        out = []
-        for s in range(max(now - n + 1, -pre), now + 1):
-            ready_n = self.ready_n if s == now else int(ready_col.item(s + pre))
-            if ready_n == 0:
-                out.append((start + s, None))
-                continue
-            last_i = s + pre - 1
-            per_pod_arrivals = 0.0
-            if last_i >= 0:
-                ready = ready_col.item(last_i)
-                if ready > 0:
-                    per_pod_arrivals = arr_col.item(last_i) / ready
-            lat = table.mean_ms_at(per_pod_arrivals)
-            c = per_pod_arrivals * lat / 1000.0 if math.isfinite(lat) else 0.0
-            out.append((start + s, float(sum([c] * ready_n))))
+        out = self.in_flight_past(n)
+        out.append((self.tl.start_s + self.now_s, self.in_flight()))
         return out
 
     def in_flight_past(self, n: int) -> list[tuple[float, float | None]]:
