@@ -94,12 +94,6 @@ def _grid(model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingP
     return _GRIDS.put(key, candidate_grid(spec, current, useful))
 
 
-def clear_rankings() -> None:
-    """Forget the cached rankings and grids."""
-    _RANKING_CACHE.clear()
-    _GRIDS.clear()
-
-
 def best_params(
     model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams
 ) -> tuple[BatchingParams, float]:
