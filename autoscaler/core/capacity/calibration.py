@@ -156,6 +156,8 @@ def calibrated(
     `calibration_regime`), after the regime has held for one metrics lag + decision period (so the
     rate window no longer holds an overload), gently (weight 0.2, at most ±5 % per tick), and
     compares the observed quantile with the model's quantile as the same histogram reports it.
+    `capacity_rps`: per-replica capacity at the SLO at the current scale and batching (the gate's
+    overload and light-load bounds); `fresh`: the observation is recent enough to act on.
     """
     cal = state.calibration
     now_scale = f"service scale x{cal.service_scale:.2f}"
