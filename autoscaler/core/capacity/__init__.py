@@ -9,7 +9,8 @@ latency distribution, rejections, mean batch and busy fraction at any rate. One 
 * `calibration`: the online service-scale correction and the gate that decides when it learns.
 * `histogram`: quantiles as TF Serving's request_latency buckets and Prometheus report them.
 
-The public names are re-exported here, so `from autoscaler.core.capacity import X` keeps working.
+The public names are re-exported here, so `from autoscaler.core.capacity import X` keeps working
+(and two private ones that tests/test_capacity_fast_paths.py checks against their references).
 """
 
 from autoscaler.core.capacity.calibration import (
