@@ -23,8 +23,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from autoscaler.core.batching import _RANKING_CACHE, choose_batching
+from autoscaler.core.batching import choose_batching
 from autoscaler.core.batchqueue import simulate_replica
+from autoscaler.core.cache import clear_all
 from autoscaler.core.capacity import CapacityModel, ServiceTime
 from autoscaler.spec.types import SLO, BatchingParams, BatchingSpec, ServiceProfile, ServingAutoscalerSpec, TargetRef
 
@@ -156,6 +157,7 @@ def bench_fraction_within(n: int) -> list[dict[str, Any]]:
 
 def bench_costs() -> dict[str, float]:
     params = BatchingParams()
+    clear_all()  # equal models share their memos (`core/cache.py`): start cold
     model = CapacityModel(PROFILE)
     t0 = time.perf_counter()
     model.capacity_at_slo_rps(params, SLO())
@@ -170,7 +172,7 @@ def bench_costs() -> dict[str, float]:
         model.fraction_within(float(r), params, 100.0)
     per_call = (time.perf_counter() - t0) / len(rates)
     spec = ServingAutoscalerSpec(name="b", target=TargetRef("ns", "d", "m"), batching=BatchingSpec(tune=True))
-    _RANKING_CACHE.clear()
+    clear_all()
     t0 = time.perf_counter()
     choose_batching(CapacityModel(PROFILE), spec, 500.0, spec.batching.initial)
     choose_cold = time.perf_counter() - t0

@@ -7,7 +7,7 @@ count, the current max_enqueued_batches (clamped) — scores each candidate with
 beats the current parameters by at least `spec.batching.min_gain` (a batching change costs a
 rolling restart, so small gains are not worth it). Pure and deterministic: near-ties (within
 `TIE_TOLERANCE`) go to the smaller batch, then the shorter timeout, then fewer threads. The
-ranking is cached per (profile, service scale, SLO, bounds), so repeated calls are cheap.
+ranking is memoized per (model content, SLO, bounds) in the core's bounded caches (`core/cache.py`).
 
 Caveat carried from the model: the service profile measures one batch at a time, so the model
 treats `num_batch_threads` concurrent batches as running at full speed each. On a single GPU
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
+from autoscaler.core.cache import LRU
 from autoscaler.core.capacity import CapacityModel, validate_params
 from autoscaler.spec.types import SLO, BatchingParams, BatchingSpec, IntRange, ServingAutoscalerSpec
 
@@ -75,23 +75,23 @@ def candidate_grid(
     return [BatchingParams(b, t, c, max(enqueued, 1)) for b in sizes for t in timeouts for c in threads]
 
 
-_RANKING_CACHE: dict[tuple[object, ...], tuple[BatchingParams, float]] = {}
+# Keyed by the model's content id (`CapacityModel.cache_id`: profile, scale, exact tail), never by
+# the model object itself.
+_RANKING_CACHE: LRU[tuple[object, ...], tuple[BatchingParams, float]] = LRU("batching: best params", 256)
+_GRIDS: LRU[tuple[object, ...], list[BatchingParams]] = LRU("batching: candidate grids", 256)
 
 
-@lru_cache(maxsize=256)
 def _grid(model: CapacityModel, spec: BatchingSpec, slo: SLO, current: BatchingParams) -> list[BatchingParams]:
     """The candidate grid for `model` (its useful batch limit: service time within the SLO)."""
+    key = (model.cache_id, spec, slo, current)
+    hit = _GRIDS.get(key)
+    if hit is not None:
+        return hit
     svc = model.service
     useful = 1.0
     while svc.ms(useful + 1.0) <= slo.latency_ms and useful < spec.max_batch_size.max:
         useful += 1.0
-    return candidate_grid(spec, current, useful)
-
-
-def clear_rankings() -> None:
-    """Forget the cached rankings and grids."""
-    _RANKING_CACHE.clear()
-    _grid.cache_clear()
+    return _GRIDS.put(key, candidate_grid(spec, current, useful))
 
 
 def best_params(
@@ -99,8 +99,8 @@ def best_params(
 ) -> tuple[BatchingParams, float]:
     """Best grid candidate and its capacity (cached per profile, scale, SLO and bounds)."""
     grid = _grid(model, spec, slo, current)
-    key = (model.profile, round(model.service_scale, 3), slo, spec.max_batch_size, spec.batch_timeout_us,
-           spec.num_batch_threads, grid[0].max_enqueued_batches)  # fmt: skip
+    key = (model.cache_id, slo, spec.max_batch_size, spec.batch_timeout_us, spec.num_batch_threads,
+           grid[0].max_enqueued_batches)  # fmt: skip
     hit = _RANKING_CACHE.get(key)
     if hit is not None:
         return hit
@@ -115,10 +115,7 @@ def best_params(
         scores[i] = model.capacity_at_slo_rps(grid[i], slo)
         best = max(best, scores[i])
     winner = min(i for i, cap in scores.items() if cap >= best * (1.0 - TIE_TOLERANCE))
-    if len(_RANKING_CACHE) > 256:
-        _RANKING_CACHE.clear()
-    _RANKING_CACHE[key] = (grid[winner], scores[winner])
-    return grid[winner], scores[winner]
+    return _RANKING_CACHE.put(key, (grid[winner], scores[winner]))
 
 
 def choose_batching(

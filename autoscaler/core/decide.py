@@ -12,7 +12,8 @@ One tick, in order (each step is visible in the Decision's provenance):
  3. Capacity per replica at the SLO from `core.capacity`, calibrated online; usable = × (1 − headroom).
     Calibration learns only in the regime the model explains (fresh data, all pods ready, no
     rejections, load below capacity, latency not a queue), once that has held for a metrics lag,
-    gently (weight 0.2, ≤ 5 % per tick), against the model's quantile as TF Serving's buckets report it.
+    gently (weight 0.2, ≤ 5 % per tick), against the model's quantile as TF Serving's buckets report it
+    (`core.capacity.calibration`).
  4. Proposals: forecast (quantile peak over the lead time), observed (reactive floor), burst.
  5. Panic: burst rate > panic_threshold × usable capacity of the ready pods -> propose from the burst
     rate, never scale down, for 6 × burst_window_s after the last trigger (`panic_stable_window_s`).
@@ -35,22 +36,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
-from autoscaler.core.batching import choose_batching, clear_rankings
+from autoscaler.core import cache
+from autoscaler.core.batching import choose_batching
+from autoscaler.core.cache import LRU, coarse_scale_step, quantized_rate, scale_step, step_scale
 from autoscaler.core.capacity import (
+    CALIBRATION_MAX_STEP,
     TF_LATENCY_BUCKETS_MS,
     Calibration,
     CapacityModel,
-    cached_model,
-    calibrate,
+    calibrated,
+    shared_model,
 )
 from autoscaler.core.decide_rules import (
     PANIC_STABLE_WINDOW_FACTOR,
     PANIC_STABLE_WINDOW_S,
     Inputs,
     Plan,
-    fmt_rps,
     forecast_peak,
     panic_stable_window_s,
     plan_replicas,
@@ -58,11 +60,20 @@ from autoscaler.core.decide_rules import (
 from autoscaler.core.joint import PairOption, choose_pair, horizon_s
 from autoscaler.core.serving_signals import NO_GPU, gpu_check, model_ready
 from autoscaler.core.state import State
-from autoscaler.core.types import Binding, Decision, Forecast, Observation, Signal, SignalStatus, TargetKey
+from autoscaler.core.types import (
+    Binding,
+    Decision,
+    Forecast,
+    Observation,
+    SignalStatus,
+    TargetKey,
+)
+from autoscaler.core.types import finite_nonneg as _finite_nonneg
 from autoscaler.spec.types import SLO, BatchingParams, ServiceProfile, ServingAutoscalerSpec
 
 __all__ = [
     "BATCHING_RECHECK_S",
+    "CALIBRATION_MAX_STEP",
     "PANIC_STABLE_WINDOW_FACTOR",
     "PANIC_STABLE_WINDOW_S",
     "TF_LATENCY_BUCKETS_MS",
@@ -100,11 +111,19 @@ def decide(
     # a replica is ready capacity once TF Serving serves its model (not merely when the pod is Ready)
     ready, pending, model_note = model_ready(obs.model_status, ready, max(0, obs.pending_replicas or 0))
 
-    cal, regime_since_s, cal_note = _calibrated(spec, state, obs, fresh, ready, now_s)
+    cal, regime_since_s, cal_note = calibrated(
+        spec,
+        state,
+        obs,
+        fresh=fresh,
+        ready=ready,
+        capacity_rps=_capacity_rps(spec, state.calibration, state.batching),
+        now_s=now_s,
+    )
     gpu, gpu_rate = NO_GPU, None  # the simulator has no GPU signal: not even a model lookup
     if obs.gpu_util.status is SignalStatus.OK:
-        model = _capacity_model_cached(spec.profile, _scale_step(cal.service_scale), False)
-        gpu, gpu_rate = gpu_check(model, state.batching, obs, max(0, ready), fresh, _quantized)
+        model = shared_model(spec.profile, step_scale(scale_step(cal.service_scale)), exact_tail=False)
+        gpu, gpu_rate = gpu_check(model, state.batching, obs, max(0, ready), fresh, quantized_rate)
     lead_s, lead_note = _lead_time(spec, obs if fresh else None)
     fc, fc_note = forecast_peak(forecast, now_s, lead_s, spec.provisioning.forecast_quantile)
     if fc_note:
@@ -248,14 +267,6 @@ def _surge_ratio(forecast: Forecast | None, lead_s: float) -> tuple[float | None
     return (r, forecast.surge_learned) if math.isfinite(r) and r >= 1.0 else (None, True)
 
 
-def _finite_nonneg(sig: Signal) -> float | None:
-    """The signal's value when it is OK, finite and >= 0, else None (read ~9 times a tick)."""
-    value = sig.value
-    if value is None or sig.status is not SignalStatus.OK or not 0.0 <= value < math.inf:  # NaN fails too
-        return None
-    return float(value)
-
-
 def _observed_load(obs: Observation) -> tuple[float | None, str]:
     """Offered load = served + rejected (rejections are demand), or None with the reason."""
     sig = obs.request_rate_rps
@@ -288,208 +299,51 @@ def _lead_time(spec: ServingAutoscalerSpec, obs: Observation | None) -> tuple[fl
         return max(0.0, p.lead_time_s), ""
     cold_s = _finite_nonneg(obs.cold_start_s) if obs is not None else None
     if cold_s is not None:
-        return _measured_lead_time(cold_s, p.decision_period_s, p.metrics_lag_s)
+        lead = cold_s + p.decision_period_s + p.metrics_lag_s
+        return lead, (
+            f"lead time {lead:.0f} s = measured cold start {cold_s:.0f} s + decision period "
+            f"{p.decision_period_s:g} s + metrics lag {p.metrics_lag_s:g} s"
+        )
     return spec.lead_time_s, (
         f"lead time {spec.lead_time_s:.0f} s from the spec's startup estimate (no measured cold start)"
     )
 
 
-@lru_cache(maxsize=256)
-def _measured_lead_time(cold_s: float, period_s: float, lag_s: float) -> tuple[float, str]:
-    """Lead time from a measured cold start, and its note (memoized: the cold start rarely changes)."""
-    lead = cold_s + period_s + lag_s
-    return lead, (
-        f"lead time {lead:.0f} s = measured cold start {cold_s:.0f} s + decision period "
-        f"{period_s:g} s + metrics lag {lag_s:g} s"
-    )
-
-
 # The tuner costs ~0.1-1 s (a grid of capacity searches); after it ran, wait this long before asking again.
 BATCHING_RECHECK_S = 300.0
-# Calibration is quantized to 1 % steps (the tuner's to 10 %) so cached models are reused across ticks;
-# 1 % of capacity is well inside any headroom.
-_SCALE_STEP = 1.01
-_LN_SCALE_STEP = math.log(_SCALE_STEP)
-_TUNER_SCALE_STEPS = 10
-
-
-@lru_cache(maxsize=512)
-def _capacity_model_cached(profile: ServiceProfile, scale_step: int, exact_tail: bool = True) -> CapacityModel:
-    return CapacityModel(profile, service_scale=_SCALE_STEP**scale_step, exact_tail=exact_tail)
-
-
-# Per-replica capacity at the SLO per (profile, SLO, scale step, batching parameters): a pure function
-# of its key, read twice per tick, so one dictionary lookup instead of a model lookup and its caches.
-_CAPACITIES: dict[tuple[ServiceProfile, SLO, int, BatchingParams], float] = {}
+# Per-replica capacity at the SLO per (profile, SLO, 1 % scale step, batching parameters): a pure
+# function of its key, read twice a tick, so one lookup instead of a model lookup and its memos.
+_CAPACITIES: LRU[tuple[ServiceProfile, SLO, int, BatchingParams], float] = LRU("decide: capacity per replica", 4096)
 
 
 def clear_model_caches() -> None:
-    """Forget every memoized capacity model and batching ranking (benchmarks measure cold runs)."""
-    _capacity_model_cached.cache_clear()
-    _CAPACITIES.clear()
-    cached_model.cache_clear()
-    clear_rankings()
-
-
-def _scale_step(service_scale: float) -> int:
-    """The service scale's index on the 1 % log grid (0, scale 1.0, for a scale that is not finite and > 0)."""
-    scale = service_scale if math.isfinite(service_scale) and service_scale > 0 else 1.0
-    return round(math.log(scale) / _LN_SCALE_STEP)
+    """Forget every memo of the core: models, steady states, capacities, rankings (`core/cache.py`);
+    benchmarks measure cold runs."""
+    cache.clear_all()
 
 
 def _capacity_model(profile: ServiceProfile, service_scale: float, *, coarse: bool = False) -> CapacityModel:
-    """A shared model per (profile, quantized service scale), so its caches survive across ticks.
-
-    Memoization only: the model is a pure function of its key, so `decide()` stays pure. A cold
-    `capacity_at_slo_rps` costs ~25 ms; the simulator calls decide() every decision period for days.
+    """The shared model at the service scale quantized to 1 % (`cache.scale_step`), so its memos
+    survive across ticks; `coarse`: the tuner's, on the ~10 % grid and without the exact one-server
+    tail (it ranks ~40 parameter sets by capacity; the gain is relative).
     """
-    step = _scale_step(service_scale)
-    if coarse:  # the tuner's: ranks ~40 parameter sets by capacity, without the exact one-server tail
-        return _capacity_model_cached(profile, _TUNER_SCALE_STEPS * round(step / _TUNER_SCALE_STEPS), False)
-    return _capacity_model_cached(profile, step)
-
-
-def _quantized(rate_rps: float) -> float:
-    """`rate_rps` rounded to the nearest 1 % step (log grid), so model solves repeat across ticks."""
-    if not (math.isfinite(rate_rps) and rate_rps > 0.0):
-        return rate_rps
-    return float(_SCALE_STEP ** round(math.log(rate_rps) / _LN_SCALE_STEP))
+    step = scale_step(service_scale)
+    if coarse:
+        return shared_model(profile, step_scale(coarse_scale_step(step)), exact_tail=False)
+    return shared_model(profile, step_scale(step))
 
 
 def _capacity_rps(spec: ServingAutoscalerSpec, cal: Calibration, params: BatchingParams) -> float:
-    key = (spec.profile, spec.slo, _scale_step(cal.service_scale), params)
+    key = (spec.profile, spec.slo, scale_step(cal.service_scale), params)
     hit = _CAPACITIES.get(key)
     if hit is not None:
         return hit
-    model = _capacity_model_cached(spec.profile, key[2])
+    model = shared_model(spec.profile, step_scale(key[2]))
     try:
         capacity = model.capacity_at_slo_rps(params, spec.slo)
     except (ValueError, ArithmeticError):
         capacity = 0.0
-    capacity = capacity if math.isfinite(capacity) and capacity > 0.0 else 0.0
-    if len(_CAPACITIES) > 4096:
-        _CAPACITIES.clear()
-    _CAPACITIES[key] = capacity
-    return capacity
-
-
-# --- online calibration (DESIGN rule 1) -------------------------------------------------------
-# TF Serving's request_latency buckets are Exponential(10 µs, 1.8, 33) (docs/specs.md, TF Serving
-# metrics): a histogram_quantile interpolates inside a bucket 1.8x wide, so a raw p99 is biased by
-# up to 80 %. The model's prediction is passed through the same buckets before the two are compared
-# (`capacity.histogram_quantile_ms`).
-# calibrate() weighs a sample by max(1/(samples+1), 0.2): the first reading would be taken at face
-# value. We start it at this many samples, so every reading weighs 0.2 from the first one on ...
-_CALIBRATION_PRIOR_SAMPLES = 4
-# ... and the service scale moves at most 5 % per tick, so one outlier cannot swing capacity.
-CALIBRATION_MAX_STEP = 0.05
-# Latency this far above the SLO is a queue (overload or its aftermath), not slow service.
-CALIBRATION_MAX_LATENCY_SLO = 1.5
-CALIBRATION_MIN_LOAD = 0.05  # below 5 % of capacity per replica the latency says little about service
-# A quantile needs requests beyond it: at least this many expected above the SLO quantile in the
-# window (taken as metrics_lag_s, shorter than any real rate window) -- 500 requests for a p99.
-# With fewer, the observed quantile is close to the window's maximum and biased low.
-CALIBRATION_MIN_TAIL = 5.0
-
-
-def _calibration_regime(
-    spec: ServingAutoscalerSpec, state: State, obs: Observation, ready: int, capacity_rps: float, now_s: float
-) -> str:
-    """'' when the replicas are in the regime the capacity model explains, else why they are not."""
-    current = obs.current_replicas
-    if ready < 1:
-        return "no ready pod"
-    if (obs.pending_replicas or 0) > 0 or ready != current:
-        return "pods starting or stopping"
-    # a changed count (ours in direct mode, the HPA's in hpa mode) means the rate window mixes counts
-    if state.last_valid is None or state.last_valid.current_replicas != current:
-        return "replica count changed"
-    if state.last_rollout_s is not None and now_s - state.last_rollout_s < spec.lead_time_s:
-        return "batching rollout: pods mix old and new parameters"
-    served = _finite_nonneg(obs.request_rate_rps)
-    latency_ms = _finite_nonneg(obs.latency_ms)
-    if served is None or served <= 0.0 or latency_ms is None or latency_ms <= 0.0:
-        return "no served requests with a latency"
-    if (_finite_nonneg(obs.rejected_rps) or 0.0) > 0.0:
-        return "requests rejected: the batch queue was full"
-    per_replica = served / ready
-    if per_replica > capacity_rps:
-        return f"overloaded: {fmt_rps(per_replica)} rps/replica > capacity {fmt_rps(capacity_rps)} at the SLO"
-    if latency_ms > CALIBRATION_MAX_LATENCY_SLO * spec.slo.latency_ms:
-        return f"latency {latency_ms:.0f} ms is a queue, not service (> {CALIBRATION_MAX_LATENCY_SLO:g}x SLO)"
-    if per_replica < CALIBRATION_MIN_LOAD * capacity_rps:
-        return "too little load to measure"
-    window_n = served * spec.provisioning.metrics_lag_s
-    need = CALIBRATION_MIN_TAIL / (1.0 - spec.slo.latency_quantile)
-    if window_n < need:
-        return f"~{window_n:.0f} requests in the window, a p{spec.slo.latency_quantile * 100:g} needs {need:.0f}"
-    return ""
-
-
-def _calibrated(
-    spec: ServingAutoscalerSpec, state: State, obs: Observation, fresh: bool, ready: int, now_s: float
-) -> tuple[Calibration, float | None, str]:
-    """Online calibration from TF Serving's own latency: (calibration, regime start, note).
-
-    Learns only from ticks where the model can explain what the replicas report (see
-    `_calibration_regime`), after the regime has held for one metrics lag + decision period (so the
-    rate window no longer holds an overload), gently (weight 0.2, at most ±5 % per tick), and
-    compares the observed quantile with the model's quantile as the same histogram reports it.
-    """
-    cal = state.calibration
-    now_scale = f"service scale x{cal.service_scale:.2f}"
-    capacity_rps = _capacity_rps(spec, cal, state.batching)
-    why = _calibration_regime(spec, state, obs, ready, capacity_rps, now_s) if fresh else "no fresh data"
-    if why:
-        return cal, None, f"calibration: {now_scale} kept ({why})"
-    since_s = state.calibration_regime_since_s if state.calibration_regime_since_s is not None else now_s
-    settle_s = spec.provisioning.metrics_lag_s + spec.provisioning.decision_period_s
-    if now_s - since_s < settle_s:
-        return cal, since_s, f"calibration: {now_scale} kept (metrics window settling)"
-    served = _finite_nonneg(obs.request_rate_rps) or 0.0
-    latency_ms = _finite_nonneg(obs.latency_ms) or 0.0
-    batch = _finite_nonneg(obs.mean_batch_size)
-    rate = _quantized(served / ready)
-    q = spec.slo.latency_quantile
-    try:
-        # the model at the scale rounded to 1 % and the rate rounded to 1 %: both far inside the
-        # gentle step below, and the solves are then shared across ticks. The one-batch fixed point
-        # (no exact one-server tail): its p99 matches the DES's where calibration learns (below
-        # capacity; the tail it misses is beyond the SLO quantile's reach there), at ~1/10 the cost
-        model = _capacity_model_cached(spec.profile, _scale_step(cal.service_scale), False)
-        point = model.steady(rate, state.batching)
-        # Debiasing: the observed quantile went through TF Serving's buckets, so it is compared with
-        # the model's quantile through the same buckets (debiased = observed × exact / bucketed,
-        # predicted = exact: the exact quantile cancels, so it is not computed; it is finite unless
-        # the model calls the replica overloaded or rejecting more than 1 − q).
-        measured_ms = model.reported_quantile_ms(rate, state.batching, q)
-        if point.overloaded or (1.0 - point.rejected) < q or not (math.isfinite(measured_ms) and measured_ms > 0.0):
-            return cal, since_s, f"calibration: {now_scale} kept (model has no finite latency here)"
-        step = calibrate(
-            Calibration(cal.service_scale, max(cal.samples, _CALIBRATION_PRIOR_SAMPLES)),
-            spec.profile,
-            state.batching,
-            rate_per_replica_rps=rate,
-            observed_latency_ms=latency_ms,
-            quantile=q,
-            observed_batch_size=batch if batch and batch >= 1.0 else None,
-            model=model,
-            predicted_latency_ms=measured_ms,
-        )
-    except (ValueError, ArithmeticError, ZeroDivisionError):
-        return cal, since_s, f"calibration: {now_scale} kept (model failed)"
-    limit = math.log1p(CALIBRATION_MAX_STEP)
-    move = min(limit, max(-limit, math.log(step.service_scale / cal.service_scale)))
-    new = Calibration(cal.service_scale * math.exp(move), cal.samples + 1)
-    return (
-        new,
-        since_s,
-        (
-            f"calibration: service scale x{cal.service_scale:.2f} -> x{new.service_scale:.2f} "
-            f"(p{q * 100:g} {latency_ms:.0f} ms observed vs {measured_ms:.0f} ms modelled "
-            f"at {fmt_rps(rate)} rps/replica)"
-        ),
-    )
+    return _CAPACITIES.put(key, capacity if math.isfinite(capacity) and capacity > 0.0 else 0.0)
 
 
 @dataclass(frozen=True)

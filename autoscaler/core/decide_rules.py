@@ -19,7 +19,7 @@ from autoscaler.core.hpa import (
     store_scale_event,
 )
 from autoscaler.core.state import State
-from autoscaler.core.types import Binding, Forecast, Proposal
+from autoscaler.core.types import Binding, Forecast, Proposal, fmt_rps
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 # Panic lasts one "stable window" after the last over-threshold tick (Knative KPA). The spec has no
@@ -56,10 +56,6 @@ def ceil_replicas(load_rps: float, per_replica_rps: float) -> int:
 def quantile_label(q: float) -> str:
     """0.99 -> 'p99', 0.999 -> 'p99.9'."""
     return f"p{q * 100:g}"
-
-
-def fmt_rps(x: float) -> str:
-    return f"{x:.0f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
 @dataclass(frozen=True)

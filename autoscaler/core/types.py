@@ -115,6 +115,19 @@ class ModelStatus:
         return ", ".join(parts) or f"no version of the model on {self.pods} pods"
 
 
+def finite_nonneg(sig: Signal) -> float | None:
+    """The signal's value when it is OK, finite and >= 0, else None (read ~9 times a tick)."""
+    value = sig.value
+    if value is None or sig.status is not SignalStatus.OK or not 0.0 <= value < math.inf:  # NaN fails too
+        return None
+    return float(value)
+
+
+def fmt_rps(x: float) -> str:
+    """A rate for a human: whole requests/s from 10 up, three significant digits below."""
+    return f"{x:.0f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the sources saw for one target at one tick. Rates are requests/s for the whole target."""

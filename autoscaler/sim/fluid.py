@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoscaler.core.capacity import CapacityModel, histogram_quantile_ms
+from autoscaler.core.capacity import CapacityModel, histogram_quantile_ms, overload_latency_s
 from autoscaler.core.types import FloatArray
 from autoscaler.sim.truth import TruthColumns, des_columns
 from autoscaler.spec.types import SLO, BatchingParams
@@ -70,11 +70,13 @@ def analytic_columns(model: CapacityModel, params: BatchingParams, slo: SLO) -> 
     r = np.linspace(0.0, top, RATE_POINTS)
     ms = slo.latency_ms
     q = slo.latency_quantile
-    rejected = np.array([model.rejected_fraction(x, params) for x in r])
+    points = [model.steady(x, params) for x in r]  # one steady state per rate, read for every column
+    rejected = np.array([p.rejected for p in points])
     # what TF Serving's histogram shows: latency of *served* requests only (rejections are not
-    # recorded); an overloaded replica serves what gets through a full batch queue
-    svc_full_ms = model.service.ms(params.max_batch_size)
-    full_queue_ms = params.max_enqueued_batches * svc_full_ms / params.num_batch_threads + svc_full_ms
+    # recorded); an overloaded replica serves what gets through a full batch queue (the model's formula)
+    full_queue_ms = 1000.0 * overload_latency_s(
+        model.service.s(params.max_batch_size), params.max_enqueued_batches, model.service.servers(params)
+    )
 
     def served_quantile(rate: float, rej: float) -> float:
         v = model.latency_quantile_ms(rate, params, min(q * (1.0 - rej), 0.999999))
@@ -92,9 +94,9 @@ def analytic_columns(model: CapacityModel, params: BatchingParams, slo: SLO) -> 
         rates=r,
         within=np.array([model.fraction_within(x, params, ms) for x in r]),
         rejected=rejected,
-        busy=np.array([model.busy_fraction(x, params) for x in r]),
-        batch=np.array([model.mean_batch_size(x, params) for x in r]),
-        mean_ms=np.array([_finite(model.mean_latency_ms(x, params)) for x in r]),
+        busy=np.array([p.utilization for p in points]),
+        batch=np.array([p.batch_size for p in points]),
+        mean_ms=np.array([_finite(p.mean_latency_s() * 1000.0) for p in points]),
         lat_q=np.array([_finite(model.latency_quantile_ms(x, params, q)) for x in r]),
         p50=np.array([_finite(model.latency_quantile_ms(x, params, 0.5)) for x in r]),
         p99=np.array([_finite(model.latency_quantile_ms(x, params, 0.99)) for x in r]),
