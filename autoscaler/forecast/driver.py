@@ -288,12 +288,13 @@ class ForecastDriver:
 def driver_for(
     spec: ServingAutoscalerSpec,
     *,
-    min_refit_interval_s: float | None = None,
+    min_refit_interval_s: float | None = 0.0,
     surge_share: float | None = None,
     surge_pool: float | str | None = None,
 ) -> ForecastDriver:
-    """The forecast driver of one target, as the daemon and the simulator both build it
-    (`surge_share`, `surge_pool`: the simulator's what-ifs of `core.surge.SURGE_BUDGET_SHARE` and
+    """The forecast driver of one target, as the daemon and the simulator both build it: refitting every
+    `refitIntervalSeconds` as the spec says (`min_refit_interval_s=0`; None raises it to one season, a
+    what-if) (`surge_share`, `surge_pool`: the simulator's what-ifs of `core.surge.SURGE_BUDGET_SHARE` and
     `SURGE_POOL_QUANTILE`; `surge_pool="history"` pools the whole history as one)."""
     budget, base_s = surge_settings(spec) if surge_share is None else surge_settings(spec, surge_share)
     if surge_pool is None:

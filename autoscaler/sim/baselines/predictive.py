@@ -26,8 +26,9 @@ are ours, not the HPA's), so they reach the simulated cluster directly.
 Knobs (override the spec): `headroom` (main knob, swept), `forecast_quantile`, `tune_batching`
 (spec.batching.tune), `hpa_lag_s`, `surge_share` (the share of the SLO's miss allowance the surge
 reserve leaves above it, `core.surge.SURGE_BUDGET_SHARE` by default), `surge_pool` ('history', or the
-quantile that pools the seasons' surge ratios, `core.surge.SURGE_POOL_QUANTILE` by default). `min_refit_interval_s` is
-passed to the driver (None: its default, one season).
+quantile that pools the seasons' surge ratios, `core.surge.SURGE_POOL_QUANTILE` by default).
+`min_refit_interval_s` is passed to the driver (0 by default: refit every `refitIntervalSeconds`, as the
+daemon's forecast worker does; None: at most once a season).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class PredictivePolicy:
         *,
         headroom: float | None = None,
         forecast_quantile: float | None = None,
-        min_refit_interval_s: float | None = None,
+        min_refit_interval_s: float | None = 0.0,
         tune_batching: bool | None = None,
         hpa_lag_s: float = DEFAULT_HPA_LAG_S,
         hpa_behavior: Behavior | None = PUBLISHED_HPA_BEHAVIOR,
