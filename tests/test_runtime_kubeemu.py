@@ -36,7 +36,7 @@ CONFIGMAPS = references.resource(group="", version="v1", plural="configmaps")
 EVENTS = references.resource(group="", version="v1", plural="events")
 LEASES = references.resource(group="coordination.k8s.io", version="v1", plural="leases")
 PODS = references.resource(group="", version="v1", plural="pods")
-HPAS = references.resource(group="autoscaling", version="v2", plural="horizontalpodautoscalers")
+HPAS = references.resource(group="autoscaling", version="v1", plural="horizontalpodautoscalers")
 
 
 def conflict() -> kmock.KubernetesError:
@@ -223,7 +223,7 @@ def deployment(
 
 def hpa(name: str, namespace: str, target: str, kind: str = "Deployment") -> dict[str, Any]:
     return {
-        "apiVersion": "autoscaling/v2",
+        "apiVersion": "autoscaling/v1",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
