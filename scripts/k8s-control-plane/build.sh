@@ -16,8 +16,16 @@ K8S_VERSION=1.20.2
 SRC_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 CACHE="${TFSA_K8S_CACHE:-$HOME/.cache/tfserving-autoscaler/k8s-$K8S_VERSION}"
 BIN="$CACHE/bin"
+# bump when the build changes; tests/k8s/controlplane.py refuses binaries of another revision
+BUILD_REV="reflect2-1.0.2"
+REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
 
-if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && command -v etcd >/dev/null; then
+cached() {
+  [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] &&
+    [ "$(cat "$BIN/BUILD_REV" 2>/dev/null)" = "$BUILD_REV" ]
+}
+
+if cached && command -v etcd >/dev/null; then
   echo "k8s $K8S_VERSION: cached in $BIN"
   exit 0
 fi
@@ -29,13 +37,14 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v make >/dev/null || need+=(make)
 command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+[ -d "$REFLECT2" ] || need+=(golang-github-modern-go-reflect2-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "k8s: apt-get install ${need[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
+if cached; then
   exit 0
 fi
 
@@ -59,6 +68,13 @@ fi
 cd "$tree"
 # a failed earlier attempt leaves empty generator binaries behind: start clean
 rm -rf _output
+# v1.20.2 vendors modern-go/reflect2 v1.0.1, which Go >= 1.18 breaks: kube-apiserver dies with
+# SIGSEGV in mapiterinit when json-iterator encodes a map (first seen creating a custom resource;
+# modern-go/reflect2 issue 23, fixed in 1.0.2). Use Debian's packaged 1.0.2 instead.
+rm -f vendor/github.com/modern-go/reflect2/*.go
+for f in "$REFLECT2"/*.go; do
+  case "$f" in *_test.go) ;; *) cp "$f" vendor/github.com/modern-go/reflect2/ ;; esac
+done
 # GOPATH layout as Debian's debian/rules does it
 mkdir -p .go/src/k8s.io
 [ -e .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
@@ -70,6 +86,7 @@ for b in kube-apiserver kube-controller-manager; do
   install -m 0755 "_output/bin/$b" "$BIN/$b.tmp"
   mv "$BIN/$b.tmp" "$BIN/$b"
 done
+echo "$BUILD_REV" > "$BIN/BUILD_REV"
 "$BIN/kube-apiserver" --version
 # the tree and build outputs are ~2 GB; the binaries are all the tests need
 cd "$CACHE" && rm -rf "$SRCDIR" "$APTDIR"

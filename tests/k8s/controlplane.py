@@ -45,12 +45,16 @@ APISERVER_BIN = BIN_DIR / "kube-apiserver"
 CONTROLLER_MANAGER_BIN = BIN_DIR / "kube-controller-manager"
 ETCD_BIN = shutil.which("etcd") or "/usr/bin/etcd"
 BUILD_SCRIPT = "scripts/k8s-control-plane/build.sh"
+BUILD_REV = "reflect2-1.0.2"  # must equal BUILD_REV in the build script (binaries of an older build crash)
 HPA_SYNC_PERIOD_S = 5.0  # --horizontal-pod-autoscaler-sync-period
 
 
 def missing_binaries() -> str | None:
     """Why the control plane cannot start here (one line), or None when everything is in place."""
     missing = [str(p) for p in (APISERVER_BIN, CONTROLLER_MANAGER_BIN) if not os.access(p, os.X_OK)]
+    rev_file = BIN_DIR / "BUILD_REV"
+    if not missing and (not rev_file.exists() or rev_file.read_text().strip() != BUILD_REV):
+        missing.append(f"build revision {BUILD_REV} (rebuild)")
     if not os.access(ETCD_BIN, os.X_OK):
         missing.append("etcd (Debian package etcd-server)")
     if shutil.which("openssl") is None:
