@@ -39,6 +39,14 @@ def autoscaler_object(namespace: str, name: str, rest_port: int, *, mode: str = 
         spec["batching"]["initial"]["batchTimeoutMicros"] * DILATION
     )
     spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] = 5
+    # Scale up by at most 4 pods per 15 s: the example HPA (Pods 8 or 100 % per 15 s) then never
+    # limits what it follows, even when its 15 s window lags ours by a sync period. The demo's
+    # 2 s periods would let the daemon outrun the HPA (1 → 5 → 10 took the HPA 11 s, not 10).
+    spec["behavior"]["scaleUp"] = {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}],
+    }
     return doc
 
 

@@ -25,10 +25,10 @@ def milli(value: float) -> str:
 
 
 class ScriptedExternalMetric:
-    """`values[i]` is served to the i-th metric read; after the script ends, the last value repeats."""
+    """`values[i]` is served to the i-th read in `namespace`; after the script ends, the last value repeats."""
 
-    def __init__(self, metric: str, values: Sequence[float]) -> None:
-        self.metric = metric
+    def __init__(self, metric: str, values: Sequence[float], namespace: str) -> None:
+        self.metric, self.namespace = metric, namespace
         self.values = list(values)
         self.reads: list[tuple[float, float]] = []  # (wall time s, value served)
         self._runner: web.AppRunner | None = None
@@ -56,7 +56,8 @@ class ScriptedExternalMetric:
         )
 
     async def _metric(self, request: web.Request) -> web.Response:
-        if request.match_info["metric"] != self.metric:
+        # other HPAs in the cluster may read the same metric name: only this namespace's reads count
+        if request.match_info["metric"] != self.metric or request.match_info["ns"] != self.namespace:
             return web.json_response({"kind": "Status", "status": "Failure", "code": 404}, status=404)
         value = self.values[min(len(self.reads), len(self.values) - 1)]
         self.reads.append((time.time(), value))

@@ -147,8 +147,9 @@ def test_direct_mode_refuses_when_a_real_hpa_targets_the_deployment(
     stack.set_load(HIGH_LOAD * 2)  # the daemon now wants more replicas
     try:
         refusal = wait_for("a RefusedHPAOwned Event", lambda: events(kube, "RefusedHPAOwned"), timeout_s=120)
+        daemon_writes = [w for w in control_plane.scale_writes(NS, NAME)[n_writes:] if w[1] == SA_USER]
     finally:
         stack.set_load(LOW_LOAD)
+        kube.resource("autoscaling/v2beta2", "HorizontalPodAutoscaler").delete(name="someone-elses-hpa", namespace=NS)
     assert refusal[0]["type"] == "Warning" and refusal[0]["source"] == "tfserving-autoscaler"
-    daemon_writes = [w for w in control_plane.scale_writes(NS, NAME)[n_writes:] if w[1] == SA_USER]
     assert not daemon_writes

@@ -125,7 +125,7 @@ async def test_hpa_copy_writes_what_the_real_hpa_writes(
     kube: Kube, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     installed = await asyncio.to_thread(install_daemon, kube, tmp_path / "install")
-    stub = ScriptedExternalMetric(METRIC, SCRIPT)
+    stub = ScriptedExternalMetric(METRIC, SCRIPT, NS)
     await stub.start(installed.adapter_port, installed.adapter_cert)
     try:
         await until(
