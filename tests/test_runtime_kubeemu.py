@@ -35,7 +35,7 @@ CONFIGMAPS = kmock.resource(group="", version="v1", plural="configmaps")
 EVENTS = kmock.resource(group="", version="v1", plural="events")
 LEASES = kmock.resource(group="coordination.k8s.io", version="v1", plural="leases")
 PODS = kmock.resource(group="", version="v1", plural="pods")
-HPAS = kmock.resource(group="autoscaling", version="v2", plural="horizontalpodautoscalers")
+HPAS = kmock.resource(group="autoscaling", version="v1", plural="horizontalpodautoscalers")
 
 
 def conflict() -> kmock.KubernetesError:
@@ -222,7 +222,7 @@ def deployment(
 
 def hpa(name: str, namespace: str, target: str, kind: str = "Deployment") -> dict[str, Any]:
     return {
-        "apiVersion": "autoscaling/v2",
+        "apiVersion": "autoscaling/v1",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {

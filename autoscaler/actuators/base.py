@@ -23,7 +23,7 @@ class ScaleOutcome(str, Enum):
     PUBLISHED = "published"  # hpa mode: the decision goes to the store, replicas untouched
     PREVIEW = "preview"  # preview mode: computed and recorded only
     SKIPPED_INVALID = "skipped-invalid"  # invalid decisions never actuate
-    REFUSED_HPA_OWNED = "refused-hpa-owned"  # an autoscaling/v2 HPA already targets the Deployment
+    REFUSED_HPA_OWNED = "refused-hpa-owned"  # an HPA already targets the Deployment
     STANDBY = "standby"  # not the leader: shadow decision only
     FAILED = "failed"
 

@@ -7,8 +7,10 @@ re-read and retry (bounded). 429/5xx get bounded exponential backoff (`retry.py`
 `scale()` (the re-reads too) is fenced on the current lease and carries a client timeout, so a
 leader that loses its Lease mid-loop sends nothing more (`LostLeadership`). We set the
 content type explicitly because the client would otherwise send strategic-merge-patch for a dict
-body. Before patching, the namespace's `autoscaling/v2` HPAs are listed: if one targets this
-Deployment (scaleTargetRef), we refuse (docs/design.md rule 8) with a Warning Event and a log line.
+body. Before patching, the namespace's HPAs are listed: if one targets this Deployment
+(scaleTargetRef), we refuse (docs/design.md rule 8) with a Warning Event and a log line. They are listed
+as `autoscaling/v1`, which every Kubernetes version serves and which shows every HPA whatever
+version created it; `autoscaling/v2` exists only from 1.23, and a 1.20 API server answers 404.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class ScaleWriter:
         fence: Fence | None = None,
     ) -> None:
         self._apps = k8s.AppsV1Api(api_client)
-        self._hpas = k8s.AutoscalingV2Api(api_client)
+        self._hpas = k8s.AutoscalingV1Api(api_client)
         self._events = events
         self._backoff = backoff or Backoff()
         self._sleep = sleep
@@ -74,7 +76,7 @@ class ScaleWriter:
         )
 
     def hpa_owner(self, namespace: str, deployment: str) -> str | None:
-        """Name of an autoscaling/v2 HPA whose scaleTargetRef is this Deployment, if any."""
+        """Name of an HPA (of any version, listed as autoscaling/v1) whose scaleTargetRef is this Deployment."""
         hpas = self._call(lambda t: self._hpas.list_namespaced_horizontal_pod_autoscaler(namespace, _request_timeout=t))
         for h in hpas.items or ():
             ref = h.spec.scale_target_ref if h.spec is not None else None
