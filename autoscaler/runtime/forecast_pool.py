@@ -97,9 +97,11 @@ def _step(
 StepRequest = tuple[str, ForecasterSpec, tuple[float, float], list[tuple[float, float | None]], float, float]
 
 
-def _step_many(requests: Sequence[StepRequest]) -> tuple[list[Forecast | None], list[str]]:
-    """Every target's `_step`; plus the keys whose refit is due, most overdue first. A target whose
-    step raises gets None (it decides reactively) and the error is logged in the worker."""
+def _step_many(requests: Sequence[StepRequest]) -> tuple[list[Forecast | None], list[str], float]:
+    """Every target's `_step`; plus the keys whose refit is due, most overdue first, and the CPU
+    seconds this took. A target whose step raises gets None (it decides reactively) and the error
+    is logged in the worker."""
+    started_s = time.process_time()
     out: list[Forecast | None] = []
     due: list[tuple[float, str]] = []
     for key, spec, surge, observed, now_s, horizon_s in requests:
@@ -112,7 +114,7 @@ def _step_many(requests: Sequence[StepRequest]) -> tuple[list[Forecast | None], 
             log.exception("forecast failed in the worker", extra={"target": key})
             out.append(None)
     due.sort()
-    return out, [k for _, k in due]
+    return out, [k for _, k in due], time.process_time() - started_s
 
 
 def _refit_one(key: str, now_s: float) -> bool:
@@ -160,6 +162,7 @@ class ForecastPool:
         self._idle = threading.Event()
         self._idle.set()
         self.refits_done = 0
+        self.last_step_cpu_s = 0.0  # the worker's CPU for the last forecast_many (benchmarks)
         self.refit_stall_s_max = 0.0  # longest time a tick's forecasts queued behind a refit (stats)
         self.last_refit_stall_s = 0.0
 
@@ -206,7 +209,7 @@ class ForecastPool:
             else:
                 self.last_refit_stall_s = 0.0
             try:
-                results, due = self.call(_step_many, reqs)
+                results, due, self.last_step_cpu_s = self.call(_step_many, reqs)
             except BrokenProcessPool:
                 results, due = [None] * len(reqs), []
         finally:
@@ -248,6 +251,12 @@ class ForecastPool:
     def wait_refits(self, timeout_s: float | None = None) -> bool:
         """Block until the refit queue is empty (tests, benchmarks); False on timeout."""
         return self._idle.wait(timeout_s)
+
+    def worker_pids(self) -> list[int]:
+        """The worker process id(s), for CPU and memory accounting (benchmarks/daemon_scale.py)."""
+        with self._lock:
+            procs = getattr(self._pool, "_processes", None) or {}
+            return list(procs)
 
     def fit_counts(self) -> dict[str, tuple[int, int, str | None]]:
         out: dict[str, tuple[int, int, str | None]] = self.call(_fit_counts)
