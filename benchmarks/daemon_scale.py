@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -69,9 +70,10 @@ def level_rps(i: int) -> float:
     return 20.0 + 15.0 * (i % 37)
 
 
-def load_rps(i: int, t_s: FloatArray | float) -> FloatArray:
+def load_rps(i: int, t_s: Any) -> FloatArray:
     phase = 2 * math.pi * ((i * 0.137) % 1.0)
-    return level_rps(i) * (1.0 + 0.6 * np.sin(2 * np.pi * np.asarray(t_s) / DAY_S + phase))
+    out: FloatArray = level_rps(i) * (1.0 + 0.6 * np.sin(2 * np.pi * np.asarray(t_s, dtype=np.float64) / DAY_S + phase))
+    return out
 
 
 def specs(n: int) -> list[ServingAutoscalerSpec]:
@@ -138,7 +140,13 @@ def rss_mb(pid: int) -> float:
 
 async def serve_kmock(n: int) -> None:
     from kmock._internal import apps
-    from test_runtime_kubeemu import DEPLOYMENTS, EVENTS, HPAS, VersionedEmulator, deployment
+    from test_runtime_kubeemu import (  # type: ignore[import-not-found]
+        DEPLOYMENTS,
+        EVENTS,
+        HPAS,
+        VersionedEmulator,
+        deployment,
+    )
 
     async with VersionedEmulator() as k, apps.Server(k):
         k.declare(HPAS, EVENTS)
@@ -169,7 +177,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
     loop = ControlLoop(
         clock=clock,
         source=SyntheticSource(args.targets),
-        actuator=KubernetesActuator(api_client_for(Url(url))),  # type: ignore[arg-type]
+        actuator=KubernetesActuator(api_client_for(Url(url))),
         telemetry=Telemetry(DecisionStore()),
         forecaster_factory=pool.driver,
         history=history,
