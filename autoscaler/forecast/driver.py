@@ -35,6 +35,8 @@ Owned here so both shells turn a stream of observed rates into forecasts the sam
   warm-started target is the cheap seasonal naive (milliseconds) when two seasons are there, so the
   first tick does not wait for 1,000 selections; its first real refit is due at once, and the one after
   it at a per-target phase (`stagger`, a fraction of the interval) so refits spread over the interval.
+  The interim model learns no surge reserve (core/surge.py costs 50-160 ms on 14 days, the bulk of a
+  1,000-target first tick); the first real refit does.
 
 Fitted state is plain floats and arrays; `registry.fit_model` is module-level for a process pool.
 """
@@ -305,7 +307,7 @@ class ForecastDriver:
         self._model = model
         self._fed = self._n_done
         self._last_fit_s = now_s
-        if self.surge_budget is not None and not self._short_history():
+        if self.surge_budget is not None and not self._short_history() and not self._interim:
             self.surge = surge_ratios(
                 history, self.surge_max_steps, self.surge_budget, base_steps=self.surge_base_steps
             )
