@@ -7,8 +7,9 @@ of a cheap policy) and statsmodels is imported up front, so the numbers are the 
 The machine is shared and its speed drifts by tens of percent within minutes, so the policies run
 in `--repeat` interleaved rounds (default 3: every policy once per round, so each sees the same
 conditions) and the median per policy is reported, with each round's time for a fixed pure-Python
-reference loop (`reference_ms`: a slow round shows there too). Writes
-benchmarks/results/replay_speed.json.
+reference loop (`reference_ms`: a slow round shows there too). CPU seconds of the process
+(`cpu_s`, `time.process_time`) are reported next to wall time: on a shared machine they are the
+steadier measure. Writes benchmarks/results/replay_speed.json.
 
     .venv/bin/python benchmarks/replay_speed.py [--policies a,b] [--days 7] [--repeat 3]
 """
@@ -60,6 +61,7 @@ def main() -> int:
     import statsmodels.tsa.holtwinters  # noqa: F401  (the forecasters import it lazily; ~2 s once per process)
 
     walls: dict[str, list[float]] = {name: [] for name in policies}
+    cpus: dict[str, list[float]] = {name: [] for name in policies}
     summaries: dict[str, dict[str, object]] = {name: {} for name in policies}
     errors: dict[str, str | None] = {name: None for name in policies}
     reference_ms: list[float] = []
@@ -69,14 +71,15 @@ def main() -> int:
             if errors[name] is not None:
                 continue
             clear_model_caches()  # every run starts cold, as one `simulate` run does (fluid tables excepted)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 summaries[name] = engine.run(inp.trace, inp.spec, name, history_rps=inp.history_rps).summary
             except Exception as e:  # report, keep measuring the others
                 errors[name] = f"{type(e).__name__}: {e}"
                 continue
             walls[name].append(time.perf_counter() - t)
-            console.print(f"round {k + 1}: {name} {walls[name][-1]:.1f} s")
+            cpus[name].append(time.process_time() - c)
+            console.print(f"round {k + 1}: {name} {walls[name][-1]:.1f} s wall, {cpus[name][-1]:.1f} s CPU")
     rows = []
     for name in policies:
         wall = statistics.median(walls[name]) if walls[name] else math.nan
@@ -86,6 +89,8 @@ def main() -> int:
                 "policy": name,
                 "wall_s": wall,
                 "wall_s_runs": walls[name],
+                "cpu_s": statistics.median(cpus[name]) if cpus[name] else math.nan,
+                "cpu_s_runs": cpus[name],
                 "seconds_replayed": inp.trace.n_seconds,
                 "sim_seconds_per_wall_second": inp.trace.n_seconds / wall,
                 "meets_target": wall <= TARGET_S,
@@ -110,12 +115,13 @@ def main() -> int:
     t = Table(
         title=f"replay speed: {inp.trace.n_seconds:,} s of {inp.trace.name} at 1 s (fluid), target ≤ {TARGET_S:g} s"
     )
-    for col in ("policy", "wall s", "sim-s / wall-s", "≤ target", "attainment", "replica-h"):
+    for col in ("policy", "wall s", "CPU s", "sim-s / wall-s", "≤ target", "attainment", "replica-h"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for r in rows:
         t.add_row(
             r["policy"],
             f"{r['wall_s']:.1f}",
+            f"{r['cpu_s']:.1f}",
             f"{r['sim_seconds_per_wall_second']:,.0f}",
             "[green]yes[/green]" if r["meets_target"] else "[red]no[/red]",
             "–" if r["slo_attainment"] is None else f"{r['slo_attainment'] * 100:.3f} %",

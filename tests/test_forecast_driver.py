@@ -90,7 +90,7 @@ def test_missing_data_is_never_zero() -> None:
     assert f_held.mean[0] > 40.0  # carried forward near the last level, not dragged to 0
     assert f_zero.mean[0] < f_held.mean[0] / 2
     assert "last 5 step(s) missing" in f_held.note and "missing" not in f_zero.note
-    assert held._values[-5:] == pytest.approx([math.nan] * 5, nan_ok=True)
+    assert list(held.values[-5:]) == pytest.approx([math.nan] * 5, nan_ok=True)
 
 
 def test_buckets_average_observations_and_late_ones_are_dropped() -> None:
@@ -99,9 +99,9 @@ def test_buckets_average_observations_and_late_ones_are_dropped() -> None:
     d.observe(30.0, 20.0)
     d.observe(65.0, 40.0)  # completes the first bucket
     d.observe(10.0, 99.0)  # late: that bucket is closed
-    assert d._values == [15.0] and d.late_observations == 1
+    assert list(d.values) == [15.0] and d.late_observations == 1
     d.observe(250.0, 5.0)  # buckets 2 and 3 saw nothing: missing
-    assert d._values[1] == 40.0 and math.isnan(d._values[2]) and math.isnan(d._values[3])
+    assert d.values[1] == 40.0 and math.isnan(d.values[2]) and math.isnan(d.values[3])
 
 
 def test_forecast_is_cached_within_a_bucket_and_refits_on_schedule() -> None:
@@ -123,7 +123,7 @@ def test_warm_start_on_finer_grid_is_averaged() -> None:
     per_s = np.repeat([10.0, 20.0, np.nan], 60)
     per_s[125] = 50.0  # one valid second in an otherwise missing minute
     d.warm_start(per_s, end_s=180.0, step_s=1.0)
-    assert d._values == [10.0, 20.0, 50.0]
+    assert list(d.values) == [10.0, 20.0, 50.0]
     with pytest.raises(ForecastError, match="must divide the forecast step"):
         d.warm_start(per_s, end_s=180.0, step_s=7.0)
 
@@ -153,7 +153,7 @@ def test_silence_longer_than_the_history_keeps_forecasting() -> None:
     d.observe(later, 120.0)
     fc = d.forecast(later + 61.0, 300.0)
     assert fc is not None and np.all(np.isfinite(fc.mean)) and fc.origin_s == later + 60.0
-    assert len(d._values) <= 2 * d.history_len
+    assert len(d.values) <= d.history_len
 
 
 def cold_start(model: str, values: list[float], horizon_s: float = 300.0) -> tuple[ForecastDriver, list[float]]:

@@ -94,8 +94,10 @@ def select(
     backtest_steps: int | None = None,
     level: float = 0.95,
     stride: int = 3,
+    levels: tuple[float, ...] = (),
 ) -> Selection:
-    """Pick the candidate with the lowest MASE at `horizon` steps on the most recent history."""
+    """Pick the candidate with the lowest MASE at `horizon` steps on the most recent history
+    (`levels`: further interval levels the winner will be asked for, base.track_levels)."""
     arr = check_series(y, model="auto", min_length=MIN_POINTS)
     cands = list(candidates) if candidates is not None else names()
     unknown = [c for c in cands if c not in names()]
@@ -109,6 +111,7 @@ def select(
     if n < 2 * season_length:
         name = FALLBACK_MODEL if FALLBACK_MODEL in cands else cands[0]
         model = create(name, season_length=season_length)
+        model.track_levels(levels)
         if n < model.min_length():
             raise ForecastError(f"auto: {n} points is too little history for {name} (need {model.min_length()})")
         note = (
@@ -125,6 +128,7 @@ def select(
     skipped: list[str] = []
     for name in cands:
         model = create(name, season_length=season_length, max_horizon=max(horizon, 30))
+        model.track_levels(levels)
         if train < model.min_length():
             skipped.append(f"{name} (needs {model.min_length()} training points, has {train})")
             continue
@@ -137,7 +141,9 @@ def select(
         fitted[name] = model
     if not scores:
         name = FALLBACK_MODEL
-        model = create(name, season_length=season_length).fit(arr, step_s)
+        model = create(name, season_length=season_length)
+        model.track_levels(levels)
+        model.fit(arr, step_s)
         return Selection(name, model, {}, f"no candidate could be backtested: {', '.join(skipped)}", True)
     best = min(scores, key=lambda k: (scores[k].mase, k))
     ranking = ", ".join(f"{k} {s.mase:.3f}" for k, s in sorted(scores.items(), key=lambda kv: kv[1].mase))

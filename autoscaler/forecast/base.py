@@ -12,6 +12,12 @@ between refits without refitting. The most recent `error_window` errors per hori
 empirical quantiles are recomputed every `recalibrate_every` updates (4 h at 60 s). Beyond `max_horizon` the last
 horizon's quantiles are widened by sqrt(h / max_horizon).
 
+Memory. The error matrix (max_horizon x error_window float64, 480 KB at the defaults) is the one copy
+kept: a recalibration sorts it into a temporary, keeps only each row's mean, variance and the two
+order statistics per tracked interval level (`track_levels`; 0.95 by default), and drops the sorted
+copy, which the daemon would otherwise hold once more per target. A level first asked for between
+recalibrations is computed from the errors at that moment and tracked from then on.
+
 Transform. Load is counts per time: its noise grows with the level (Poisson-like), so the models work on
 z = sqrt(y) by default, where the variance is roughly constant and additive seasonality fits both quiet
 nights and busy days. Back on the rate scale the interval ends are the squared quantiles (the square is
@@ -137,7 +143,13 @@ class ErrorIntervalForecaster(ABC):
         self._quantiles: dict[tuple[int, float], tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = {}
         self._err_mean = np.zeros(max_horizon)
         self._err_var = np.zeros(max_horizon)
-        self._sorted: list[FloatArray] = []
+        # level -> (lower, upper) error quantile per horizon, as of the last recalibration
+        self._level_q: dict[float, tuple[FloatArray, FloatArray]] = {}
+        self._levels: set[float] = {0.95}
+
+    def track_levels(self, levels: tuple[float, ...]) -> None:
+        """Interval levels whose error quantiles every recalibration keeps (call before `fit`)."""
+        self._levels.update(levels)
 
     # ---- subclass hooks (all on the transformed scale) ----
     @abstractmethod
@@ -228,28 +240,45 @@ class ErrorIntervalForecaster(ABC):
     def _recalibrate(self) -> None:
         self._since_calibration = 0
         self._quantiles.clear()
+        self._level_q = self._order_statistics(self._levels, keep_moments=True)
+
+    def _order_statistics(
+        self, levels: set[float], *, keep_moments: bool
+    ) -> dict[float, tuple[FloatArray, FloatArray]]:
+        """Per-horizon (lo, hi) error quantiles of the current errors for each level (and, with
+        `keep_moments`, each row's mean and variance). The sorted copy is a temporary."""
         ordered = np.sort(self._errors, axis=1)  # NaN sort to the end of each row
         valid = np.sum(~np.isnan(self._errors), axis=1)
-        rows: list[FloatArray] = []
+        probs = sorted({p for lv in levels for p in ((1.0 - lv) / 2.0, 1.0 - (1.0 - lv) / 2.0)})
+        stats = {p: np.empty(self.max_horizon) for p in probs}
         fallback: FloatArray = np.zeros(1)
         for k in range(self.max_horizon):
             row = ordered[k, : valid[k]]
             if len(row) < 20:  # too few errors at this horizon: borrow the previous horizon's
                 row = fallback
-            rows.append(row)
             fallback = row
-            self._err_mean[k] = float(row.mean())
-            self._err_var[k] = float(row.var())
-        self._sorted = rows
+            if keep_moments:
+                self._err_mean[k] = float(row.mean())
+                self._err_var[k] = float(row.var())
+            for p in probs:
+                stats[p][k] = _sorted_quantile(row, p)
+        out = {}
+        for lv in levels:
+            a = (1.0 - lv) / 2.0
+            out[lv] = (stats[a], stats[1.0 - a])
+        return out
 
     def _terms(self, h: int, level: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Per-step error quantiles (lo, hi), mean and variance for horizon h, widened beyond
         max_horizon by sqrt(h / max_horizon); cached until the next recalibration."""
         cached = self._quantiles.get((h, level))
         if cached is None:
-            a = (1.0 - level) / 2.0
-            q_lo = np.array([_sorted_quantile(r, a) for r in self._sorted])
-            q_hi = np.array([_sorted_quantile(r, 1.0 - a) for r in self._sorted])
+            q = self._level_q.get(level)
+            if q is None:  # a level not tracked so far: from the errors as they are now, tracked from now on
+                self._levels.add(level)
+                q = self._order_statistics({level}, keep_moments=False)[level]
+                self._level_q[level] = q
+            q_lo, q_hi = q
             k = np.minimum(np.arange(h), self.max_horizon - 1)
             widen = np.sqrt(np.maximum(np.arange(1, h + 1) / self.max_horizon, 1.0))
             cached = (q_lo[k] * widen, q_hi[k] * widen, self._err_mean[k] * widen, self._err_var[k] * widen**2)

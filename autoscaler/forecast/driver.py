@@ -26,6 +26,18 @@ Owned here so both shells turn a stream of observed rates into forecasts the sam
 * with less than two seasons of history the driver forecasts with the short-history model and says so
   in `Forecast.note`; it returns None only while it has fewer than 10 valid buckets.
 
+* history is a float64 ring buffer of `history_len` buckets (161 KB for 14 days at 60 s; a list of
+  Python floats trimmed at twice that length held ~1.3 MB per target), and the trailing-missing count
+  is a counter, so the daemon can hold 1,000 drivers.
+* `defer_refits=True` (the daemon's forecast worker, runtime/forecast_pool.py): `forecast()` never runs a
+  scheduled refit; it keeps forecasting with the last model and reports `refit_due()`, and the worker
+  calls `refit()` for one target at a time between ticks, most overdue first. The first model of a
+  warm-started target is the cheap seasonal naive (milliseconds) when two seasons are there, so the
+  first tick does not wait for 1,000 selections; its first real refit is due at once, and the one after
+  it at a per-target phase (`stagger`, a fraction of the interval) so refits spread over the interval.
+  The interim model learns no surge reserve (core/surge.py costs 50-160 ms on 14 days, the bulk of a
+  1,000-target first tick); the first real refit does.
+
 Fitted state is plain floats and arrays; `registry.fit_model` is module-level for a process pool.
 """
 
@@ -67,6 +79,8 @@ class ForecastDriver:
         spec: ForecasterSpec,
         *,
         min_refit_interval_s: float | None = None,
+        defer_refits: bool = False,
+        stagger: float = 0.0,
         selection_horizon_s: float = 300.0,
         surge_budget: float | None = None,
         surge_base_s: float = 300.0,
@@ -87,7 +101,13 @@ class ForecastDriver:
         floor_s = float(spec.season_length_s) if min_refit_interval_s is None else min_refit_interval_s
         self.refit_interval_s = max(float(spec.refit_interval_s), floor_s)
         self.selection_horizon = max(round(selection_horizon_s / spec.step_s), 1)
-        self._values: list[float] = []  # completed buckets (NaN = missing), oldest first
+        self._ring = np.full(self.history_len, np.nan)  # the last history_len completed buckets (NaN = missing)
+        self._ring_n = 0  # buckets held (<= history_len)
+        self._ring_end = 0  # index after the newest bucket
+        self._trailing_nan = 0  # completed buckets since the last valid one
+        self.defer_refits = defer_refits
+        self.stagger = stagger % 1.0
+        self._interim = False  # forecasting with the deferred mode's stand-in until the first refit
         self._grid0: float | None = None  # start time of bucket 0
         self._n_done = 0  # completed buckets since grid0
         self._acc_sum = 0.0
@@ -133,7 +153,13 @@ class ForecastDriver:
                 counts = np.sum(~np.isnan(blocks), axis=1)
                 hist = np.where(counts > 0, np.nansum(blocks, axis=1) / np.maximum(counts, 1), np.nan)
         hist = np.where(hist >= 0, hist, np.nan)  # negative rates are invalid data
-        self._values = [float(v) for v in hist[-self.history_len :]]
+        kept = hist[-self.history_len :]
+        self._ring.fill(np.nan)
+        self._ring[: len(kept)] = kept
+        self._ring_n = len(kept)
+        self._ring_end = len(kept) % self.history_len
+        valid = np.flatnonzero(~np.isnan(kept))
+        self._trailing_nan = len(kept) - 1 - int(valid[-1]) if len(valid) else len(kept)
         self._grid0 = float(end_s) - len(hist) * self.step_s
         self._n_done = len(hist)
         self._acc_sum, self._acc_n = 0.0, 0
@@ -167,10 +193,24 @@ class ForecastDriver:
         self._n_done = b
 
     def _append(self, v: float) -> None:
-        self._values.append(v)
+        self._ring[self._ring_end] = v
+        self._ring_end = (self._ring_end + 1) % self.history_len
+        self._ring_n = min(self._ring_n + 1, self.history_len)
         self._n_done += 1
-        if len(self._values) > 2 * self.history_len:  # amortised trim
-            del self._values[: len(self._values) - self.history_len]
+        self._trailing_nan = self._trailing_nan + 1 if math.isnan(v) else 0
+
+    def _tail(self, n: int) -> FloatArray:
+        """A copy of the newest min(n, held) buckets, oldest first."""
+        n = min(n, self._ring_n)
+        start = self._ring_end - n
+        if start >= 0:
+            return self._ring[start : self._ring_end].copy()
+        return np.concatenate((self._ring[start:], self._ring[: self._ring_end]))
+
+    @property
+    def values(self) -> FloatArray:
+        """The kept history (completed buckets, NaN = missing), oldest first."""
+        return self._tail(self.history_len)
 
     # ---- output ----
     @property
@@ -186,12 +226,9 @@ class ForecastDriver:
         if self._grid0 is None:
             return None
         self._close_until(math.floor((now_s - self._grid0) / self.step_s))
-        interval_s = self.spec.refit_interval_s if self._fallback else self.refit_interval_s
-        if (
-            self._model is None
-            or now_s - self._last_fit_s >= interval_s
-            or (self._short_history() and self._n_done > self._fed)
-        ):
+        if self._model is None or (self._short_history() and self._n_done > self._fed):
+            self._refit(now_s, interim=self.defer_refits)  # cheap: a first model, or a fit on < 30 points
+        elif not self.defer_refits and self.refit_due(now_s) is not None:
             self._refit(now_s)
         if self._model is None:
             return None
@@ -214,36 +251,58 @@ class ForecastDriver:
         self._cache = (key, fc)
         return fc
 
+    def refit_due(self, now_s: float) -> float | None:
+        """Seconds the scheduled refit is overdue at now_s (>= 0), or None when none is due."""
+        if self._model is None:
+            return None
+        if self._interim:
+            return now_s - self._last_fit_s
+        interval_s = self.spec.refit_interval_s if self._fallback else self.refit_interval_s
+        over_s = now_s - self._last_fit_s - interval_s
+        return over_s if over_s >= 0 else None
+
+    def refit(self, now_s: float) -> None:
+        """The scheduled refit, run by the caller (deferred mode); the state catches up on the next forecast."""
+        if self._grid0 is not None:
+            self._close_until(math.floor((now_s - self._grid0) / self.step_s))
+        first = self._interim
+        self._refit(now_s)
+        if first and self.defer_refits and not self._interim:  # spread the next refits over the interval
+            interval_s = self.spec.refit_interval_s if self._fallback else self.refit_interval_s
+            self._last_fit_s = now_s - self.stagger * interval_s
+
     def _short_history(self) -> bool:
         """The model was fitted on so few points that it must be refitted on every new bucket (holt.py)."""
         return bool(getattr(self._model, "short_history_mode", False))
 
     def _trailing_missing(self) -> int:
-        n = 0
-        for v in reversed(self._values):
-            if not math.isnan(v):
-                break
-            n += 1
-        return n
+        return min(self._trailing_nan, self._ring_n)
 
     def _feed(self) -> None:
         assert self._model is not None
         new = self._n_done - self._fed
         if new > 0:
-            vals = self._values[len(self._values) - new :] if new <= len(self._values) else self._values
-            self._model.update(np.asarray(vals, dtype=np.float64))
+            self._model.update(self._tail(new))
             self._fed = self._n_done
 
-    def _refit(self, now_s: float) -> None:
-        y = np.asarray(self._values[-self.history_len :], dtype=np.float64)
-        valid = np.flatnonzero(~np.isnan(y))
+    def _refit(self, now_s: float, *, interim: bool = False) -> None:
+        history = self._tail(self.history_len)
+        valid = np.flatnonzero(~np.isnan(history))
         if len(valid) < MIN_POINTS:
             return
-        y = y[valid[0] :]
+        y = history[valid[0] :]
         last = int(np.flatnonzero(~np.isnan(y))[-1])
         fit_y, trailing = impute(y[: last + 1], self.season_length), y[last + 1 :]
-        if self.spec.model == "auto":
-            sel = select(fit_y, self.step_s, self.season_length, horizon=self.selection_horizon)
+        self._interim = False
+        if interim and len(fit_y) >= 2 * self.season_length > 2:
+            model = create("seasonal-naive", season_length=self.season_length)
+            model.track_levels((self.spec.level,))
+            model.fit(fit_y, self.step_s)
+            self._note, self._fallback, self._interim = "seasonal-naive until the first refit", False, True
+        elif self.spec.model == "auto":
+            sel = select(
+                fit_y, self.step_s, self.season_length, horizon=self.selection_horizon, levels=(self.spec.level,)
+            )
             model, self._note, self._fallback = sel.forecaster, sel.note, sel.fallback
             self.select_count += 1
         else:
@@ -253,8 +312,7 @@ class ForecastDriver:
         self._model = model
         self._fed = self._n_done
         self._last_fit_s = now_s
-        if self.surge_budget is not None:
-            history = np.asarray(self._values[-self.history_len :], dtype=np.float64)
+        if self.surge_budget is not None and not self._interim:
             learned: tuple[float, ...] = ()
             if not self._short_history():
                 learned = surge_ratios(
@@ -276,13 +334,13 @@ class ForecastDriver:
     def _fit_named(self, name: str, y: FloatArray) -> tuple[ErrorIntervalForecaster, str, bool]:
         need = create(name, season_length=self.season_length).min_length()
         if len(y) >= need:
-            return fit_model(name, y, self.step_s, self.season_length), "", False
+            return fit_model(name, y, self.step_s, self.season_length, levels=(self.spec.level,)), "", False
         hours = len(y) * self.step_s / 3600.0
         note = (
             f"{name} needs {need} steps ({need * self.step_s / 3600.0:.1f} h) of history, have {hours:.1f} h: "
             f"using {FALLBACK_MODEL} without seasonality until there is enough"
         )
-        return fit_model(FALLBACK_MODEL, y, self.step_s, self.season_length), note, True
+        return fit_model(FALLBACK_MODEL, y, self.step_s, self.season_length, levels=(self.spec.level,)), note, True
 
 
 def driver_for(

@@ -45,6 +45,10 @@ def min_length(name: str, season_length: int) -> int:
     return create(name, season_length=season_length).min_length()
 
 
-def fit_model(name: str, y: FloatArray, step_s: float, season_length: int, **kw: Any) -> ErrorIntervalForecaster:
-    """Create and fit one model; module-level so it can run in a process pool."""
-    return create(name, season_length=season_length, **kw).fit(y, step_s)
+def fit_model(
+    name: str, y: FloatArray, step_s: float, season_length: int, *, levels: tuple[float, ...] = (), **kw: Any
+) -> ErrorIntervalForecaster:
+    """Create and fit one model (its intervals kept for `levels` too); module-level for a process pool."""
+    model = create(name, season_length=season_length, **kw)
+    model.track_levels(levels)
+    return model.fit(y, step_s)
