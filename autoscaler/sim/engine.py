@@ -48,8 +48,6 @@ import numpy.typing as npt
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.baselines import registry
-from autoscaler.sim.baselines.base import Policy
 from autoscaler.sim.cluster import Cluster, Pod
 from autoscaler.sim.fluid import (
     LATENCY_GRID_MS,
@@ -61,6 +59,8 @@ from autoscaler.sim.fluid import (
     uniform_cdf,
 )
 from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
+from autoscaler.sim.policies import registry
+from autoscaler.sim.policies.base import Policy
 from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.traces import BoolArray, Trace, bridge_gaps
