@@ -37,7 +37,7 @@ from rich.table import Table
 
 from autoscaler.core.surge import SURGE_BUDGET_SHARE, SURGE_POOL_QUANTILE
 from autoscaler.sim import sweep
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "default_settings.json"
 DAY_S = 86_400.0

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from autoscaler.core.decide import clear_model_caches
 from autoscaler.sim import engine
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 from autoscaler.sim.scenario import load_inputs, load_scenario
 
 RESULTS = Path(__file__).resolve().parent / "results" / "replay_speed.json"

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from autoscaler.commands.sweep import print_best, write_json
 from autoscaler.sim import sweep
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling_quality.json"
 # scenario -> window overrides (seconds); history stays the scenario's

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autoscaler.core.types import Observation
-from autoscaler.sim.baselines.hpa import HpaCpuPolicy, HpaRpsPolicy
-from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.policies.hpa import HpaCpuPolicy, HpaRpsPolicy
+from autoscaler.sim.policies.registry import create
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
 from autoscaler.spec.types import (
     BatchingParams,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from autoscaler.core.types import Observation, Signal, SignalStatus
-from autoscaler.sim.baselines.keda import KedaPrometheusPolicy
-from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.policies.keda import KedaPrometheusPolicy
+from autoscaler.sim.policies.registry import create
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 

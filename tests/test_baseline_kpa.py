@@ -9,8 +9,8 @@ import pytest
 
 from autoscaler.core.types import Observation
 from autoscaler.sim import engine
-from autoscaler.sim.baselines.kpa import KnativeKpaPolicy, TimedBuckets, default_target_concurrency
-from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.policies.kpa import KnativeKpaPolicy, TimedBuckets, default_target_concurrency
+from autoscaler.sim.policies.registry import create
 from autoscaler.sim.scenario import REPO_ROOT, load_inputs, load_scenario
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
 from autoscaler.spec import load_spec

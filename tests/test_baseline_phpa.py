@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from autoscaler.core.types import Observation
-from autoscaler.sim.baselines.phpa import (
+from autoscaler.sim.policies.phpa import (
     HoltWintersOneStep,
     PredictiveHpaPolicy,
     ceil_forecast,
     holt_winters_additive,
 )
-from autoscaler.sim.baselines.registry import create
+from autoscaler.sim.policies.registry import create
 from autoscaler.sim.view import ClusterView, PodView, PolicyContext, empty_history
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec, TargetRef
 

@@ -33,7 +33,7 @@ from autoscaler.runtime.factory import forecaster_factory
 from autoscaler.runtime.loop import ControlLoop
 from autoscaler.runtime.telemetry import Telemetry
 from autoscaler.sim import engine
-from autoscaler.sim.baselines.predictive import PUBLISHED_HPA_BEHAVIOR, PredictiveDirectPolicy, PredictivePolicy
+from autoscaler.sim.policies.predictive import PUBLISHED_HPA_BEHAVIOR, PredictiveDirectPolicy, PredictivePolicy
 from autoscaler.sim.scenario import load_inputs, load_scenario
 from autoscaler.sim.view import ClusterView, PolicyOutput
 from autoscaler.spec.parse import parse_spec

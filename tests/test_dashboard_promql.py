@@ -26,7 +26,6 @@ import pytest_asyncio
 from autoscaler.actuators.base import ActuationResult, ReplicaStatus, ScaleOutcome
 from autoscaler.core.store import DecisionStore
 from autoscaler.core.types import Decision
-from autoscaler.deploy.grafana import dashboard, panels
 from autoscaler.emulator import (
     EmulatorReplica,
     FakeDcgmExporter,
@@ -35,6 +34,7 @@ from autoscaler.emulator import (
     poisson_arrivals,
     replay,
 )
+from autoscaler.generate.grafana import dashboard, panels
 from autoscaler.runtime.clock import WallClock
 from autoscaler.runtime.loop import ControlLoop
 from autoscaler.runtime.telemetry import Telemetry, serve

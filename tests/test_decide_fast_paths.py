@@ -6,7 +6,8 @@
   comparing a debiased observation (observed × exact / bucketed) against the exact quantile, in which
   the exact quantile cancels.
 * `Forecast.peak_step` is memoized on the forecast: equal to the array expression, fresh per copy.
-* `decide()` builds its new `State` field by field (no `dataclasses.replace`): every field is set.
+* `decide()` builds its new `State` field by field (no `dataclasses.replace`): a hold tick carries every
+  field it does not set each tick.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from hypothesis import strategies as st
 from autoscaler.core import decide as decide_module
 from autoscaler.core.capacity import Calibration, CapacityModel, calibrate, histogram_quantile_ms
 from autoscaler.core.decide import State, clear_model_caches, decide
-from autoscaler.core.types import Forecast, Observation, Signal
+from autoscaler.core.hpa_behavior import HpaHistory, record_initial_recommendation
+from autoscaler.core.types import Decision, Forecast, Observation, Signal
 from autoscaler.spec.types import BatchingParams, Provisioning, ServingAutoscalerSpec, TargetRef
 
 SPEC = ServingAutoscalerSpec(
@@ -123,20 +125,51 @@ def test_forecast_peak_memo_is_per_forecast_and_not_part_of_equality() -> None:
     assert dataclasses.replace(copy, note="") == fc
 
 
-def test_decide_sets_every_state_field() -> None:
-    """decide() spells out each State field (faster than dataclasses.replace): a new field must be added
-    there too, or it would silently fall back to its default every tick."""
-    assert [f.name for f in dataclasses.fields(State)] == [
-        "created_s", "last_desired_replicas", "hpa", "panic_last_trigger_s", "panic_max_replicas",
-        "last_scale_up_s", "last_scale_up_from_replicas", "last_scale_up_to_replicas", "batching",
-        "last_rollout_s", "last_batching_check_s", "calibration", "calibration_regime_since_s",
-        "last_decision_s", "last_valid", "invalid_streak",
-    ]  # fmt: skip
-    state = dataclasses.replace(State.initial(SPEC, 5.0, 3), invalid_streak=2, last_rollout_s=1.0)
-    obs = Observation(time_s=20.0, request_rate_rps=Signal.of(50.0), current_replicas=3, ready_replicas=3)
+# The fields a hold tick sets afresh: the HPA's per-sync recommendation record, the calibration
+# regime's clock, and the bookkeeping of the call itself. Every other field is carried.
+_SET_EACH_TICK = {"hpa", "calibration_regime_since_s", "last_decision_s", "last_valid", "invalid_streak"}
+
+
+def _unlike_initial(state: State, earlier: Decision) -> State:
+    """`state` with every field changed to a value `State.initial` never gives, chosen by the field's
+    value type (a field of a new type fails here, asking for a value)."""
+    by_type: dict[type, object] = {
+        HpaHistory: record_initial_recommendation(HpaHistory(), 4, 1.0),
+        BatchingParams: BatchingParams(16, 2000, 2, 50),
+        Calibration: Calibration(1.1, 7),
+        Decision: earlier,
+    }
+    changed: dict[str, object] = {}
+    for f in dataclasses.fields(State):
+        v = getattr(state, f.name)
+        if f.name == "panic_max_replicas":  # keeps the tick a hold at 4 while panicking
+            changed[f.name] = 4
+        elif isinstance(v, int):
+            changed[f.name] = v + 1
+        elif f.name.endswith("_s"):  # a time (float, or None for never)
+            changed[f.name] = 12.0 if v is None else v + 7.0
+        elif f.name == "last_valid":
+            changed[f.name] = earlier
+        else:
+            assert type(v) in by_type, f"State.{f.name}: give _unlike_initial a value of type {type(v).__name__}"
+            changed[f.name] = by_type[type(v)]
+    return dataclasses.replace(state, **changed)
+
+
+def test_decide_carries_every_state_field_it_does_not_set_each_tick() -> None:
+    """decide() spells out each State field (faster than dataclasses.replace): a field it forgets
+    would silently fall back to its default every tick. A hold tick from a state unlike the initial one
+    in every field must carry every field but the few it sets each tick (new fields included)."""
+    init = State.initial(SPEC, 5.0, 3)
+    obs0 = Observation(time_s=10.0, request_rate_rps=Signal.of(50.0), current_replicas=3, ready_replicas=3)
+    earlier, _ = decide(SPEC, init, obs0, None, now_s=10.0)
+    state = _unlike_initial(init, earlier)
+    assert [f.name for f in dataclasses.fields(State) if getattr(state, f.name) == getattr(init, f.name)] == []
+    obs = Observation(time_s=20.0, request_rate_rps=Signal.of(50.0), current_replicas=4, ready_replicas=4)
     decision, new = decide(SPEC, state, obs, None, now_s=20.0)
-    assert new.created_s == 5.0
-    assert new.last_rollout_s == 1.0
+    assert decision.valid and decision.desired_replicas == state.last_desired_replicas == 4, decision.reason
+    carried = [f.name for f in dataclasses.fields(State) if f.name not in _SET_EACH_TICK]
+    assert {n: getattr(new, n) for n in carried} == {n: getattr(state, n) for n in carried}
     assert new.invalid_streak == 0
     assert new.last_valid is decision
     assert new.last_decision_s == 20.0

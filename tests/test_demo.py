@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from autoscaler.commands.demo import DemoDataError, demo_spec, load_demo_spec, offered_load, register
+from autoscaler.commands.demo import register
+from autoscaler.demo.load import DemoDataError, demo_spec, load_demo_spec, offered_load
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTAINMENT_FLOOR = 0.95

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from autoscaler.deploy.generate import render_all
+from autoscaler.generate.render import render_all
 from autoscaler.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

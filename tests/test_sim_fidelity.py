@@ -15,7 +15,7 @@ from fixed_policy import Fixed
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
-from autoscaler.sim.baselines.predictive import PredictivePolicy
+from autoscaler.sim.policies.predictive import PredictivePolicy
 from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
 from autoscaler.spec.parse import load_spec
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from autoscaler.cli import main
 from autoscaler.sim import plots
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 from autoscaler.sim.report import verdict
 
 

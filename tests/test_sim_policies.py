@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from autoscaler.sim import engine
-from autoscaler.sim.baselines import registry
-from autoscaler.sim.baselines.oracle import fill_short_dips, rolling_future_max
+from autoscaler.sim.policies import registry
+from autoscaler.sim.policies.oracle import fill_short_dips, rolling_future_max
 from autoscaler.sim.scenario import SCENARIO_DIR, load_inputs, load_scenario
 
 SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))

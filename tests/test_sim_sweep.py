@@ -10,7 +10,7 @@ import pytest
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import sweep
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 from autoscaler.sim.scenario import REPO_ROOT
 from autoscaler.sim.sweep import SweepTask
 from autoscaler.spec import load_spec

@@ -14,7 +14,7 @@ from fixed_policy import Fixed
 from autoscaler.cli import main
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
-from autoscaler.sim.baselines.predictive import PredictivePolicy
+from autoscaler.sim.policies.predictive import PredictivePolicy
 from autoscaler.sim.scenario import Inputs, ScenarioError, load_inputs, load_scenario, parse_scenario
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import main
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 
 TRACE = "azure_functions2019_500fn_8h_http_only_60s.csv"
 

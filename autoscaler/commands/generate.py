@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoscaler.deploy.generate import render_all, write_all
+from autoscaler.generate.render import render_all, write_all
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -24,8 +24,8 @@ from rich.console import Console
 
 from autoscaler.commands.replay_console import print_table, progress_bars
 from autoscaler.sim import engine
-from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
+from autoscaler.sim.policies import registry
 from autoscaler.sim.report import write_report
 from autoscaler.sim.reqlevel import ROUTINGS
 from autoscaler.sim.scenario import (

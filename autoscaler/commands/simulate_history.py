@@ -20,8 +20,8 @@ from autoscaler.commands.replay_console import print_table, progress_bars, progr
 from autoscaler.core.multimodel import spec_for_mix
 from autoscaler.core.types import FloatArray
 from autoscaler.runtime.clock import WallClock
-from autoscaler.sim.baselines import registry
 from autoscaler.sim.compare import compare_rates
+from autoscaler.sim.policies import registry
 from autoscaler.sim.report import write_report
 from autoscaler.sim.shipped import DEFAULT_SPEC
 from autoscaler.sources.history import HistoryError, fetch_rate_history

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autoscaler.sim import sweep
-from autoscaler.sim.baselines import registry
+from autoscaler.sim.policies import registry
 from autoscaler.sim.scenario import ScenarioError
 from autoscaler.sim.shipped import SCENARIO_DIR, default_runs_dir
 

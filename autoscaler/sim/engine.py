@@ -48,8 +48,6 @@ import numpy.typing as npt
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.baselines import registry
-from autoscaler.sim.baselines.base import Policy
 from autoscaler.sim.cluster import Cluster, Pod
 from autoscaler.sim.fluid import (
     LATENCY_GRID_MS,
@@ -61,10 +59,12 @@ from autoscaler.sim.fluid import (
     uniform_cdf,
 )
 from autoscaler.sim.pipeline import MetricsPipeline, PipelineConfig
+from autoscaler.sim.policies import registry
+from autoscaler.sim.policies.base import Policy
 from autoscaler.sim.reqlevel import ROUTINGS, RequestServer
 from autoscaler.sim.timeline import Timeline
 from autoscaler.sim.traces import BoolArray, Trace, bridge_gaps
-from autoscaler.sim.view import PolicyContext, empty_history
+from autoscaler.sim.view import PolicyContext, PolicyOutput, empty_history
 from autoscaler.spec.types import BatchingParams, ServingAutoscalerSpec
 
 FIDELITIES = ("fluid", "request")
@@ -245,7 +245,7 @@ def run_rates(
 
     cap0 = model.capacity_at_slo_rps(params0, spec.slo)
     n0 = needed_replicas(float(np.max(rate[: min(60, n_s)])), cap0, spec)
-    tl, cluster, sim = fresh(n0, params0)
+    srv = _ServeAhead(fresh, n0, params0, n_s=n_s, fidelity=fidelity, speculate=speculate)
     clairvoyant = bool(getattr(pol, "clairvoyant", False))
     ctx = PolicyContext(
         spec=spec,
@@ -259,78 +259,26 @@ def run_rates(
     )
     pol.start(ctx)
     period = max(1, round(float(pol.period_s)))
-    ahead = speculate and fidelity == "fluid"
-    span_ticks = _SPAN_MIN_TICKS
+    log = _DecisionLog()
     t = 0
-    served_to = 0  # the timeline is served up to here (past t when served ahead)
-    run_from, run_desired = 0, -1  # tl.desired is written in runs of equal values
     while t < n_s:
-        out = pol.decide(pipe.build_view(tl, cluster, t))
+        out = pol.decide(pipe.build_view(srv.tl, srv.cluster, t))
         desired = _clamp(int(out.desired_replicas), spec)
         if t == 0:
             # the policy's own start: its first choice of replicas and batching, already running
             params = out.batching if out.batching is not None else params0
             if desired != n0 or params != params0:
-                tl, cluster, sim = fresh(desired, params)
-        elif (
-            not cluster.uniform
-            or desired != cluster.spec_replicas
-            or (out.batching is not None and out.batching != cluster.template)
-        ):
-            if served_to > t and cluster.uniform and (out.batching is None or out.batching == cluster.template):
-                # served ahead assuming no change, and only the replica count changed: the pods
-                # it adds or removes change nothing served before the first of them would have
-                # been ready, except the pod count (what is paid for)
-                before = {p.pod_id: p for p in cluster.pods}
-                cluster.patch_replicas(desired, t)
-                after = {p.pod_id for p in cluster.pods}
-                first_s = min(
-                    [p.ready_s for i, p in before.items() if i not in after]
-                    + [p.ready_s for p in cluster.pods if p.pod_id not in before],
-                    default=served_to + 1,  # no pod added or removed: every served second stands
-                )
-                keep_to = min(served_to, max(t, first_s - 1))
-                tl.pods[tl.index(t) : tl.index(keep_to)] = len(cluster.pods)
-                if served_to > keep_to:  # take back the seconds from keep_to on
-                    cluster.rewind_to(keep_to)
-                    sim.rewind_to(keep_to)
-                    served_to = keep_to
-                    span_ticks = max(_SPAN_MIN_TICKS, span_ticks // 2)
-            else:
-                if served_to > t:  # served ahead assuming no change: take back the seconds from t on
-                    cluster.rewind_to(t)
-                    sim.rewind_to(t)
-                    served_to = t
-                    span_ticks = max(_SPAN_MIN_TICKS, span_ticks // 2)
-                cluster.patch_replicas(desired, t)
-                if out.batching is not None:
-                    cluster.patch_batching(out.batching, t)
+                srv.restart(desired, params)
+        else:
+            srv.apply(t, desired, out.batching)
         t_next = min(n_s, t + period)
-        if desired != run_desired or t == 0:
-            tl.desired[tl.index(run_from) : tl.index(t)] = run_desired
-            run_from, run_desired = t, desired
-        if out.forecast_rps is not None:
-            i0, i1 = tl.index(t), tl.index(t_next)
-            tl.forecast[i0:i1] = out.forecast_rps
-            tl.forecast_lo[i0:i1] = out.forecast_lo_rps if out.forecast_lo_rps is not None else np.nan
-            tl.forecast_hi[i0:i1] = out.forecast_hi_rps if out.forecast_hi_rps is not None else np.nan
-        if served_to < t_next:
-            if fidelity == "request":
-                sim.serve_requests(cluster, t, t_next)
-                served_to = t_next
-            else:
-                end = t_next
-                if ahead and cluster.uniform:
-                    # serve ahead on the tick grid; if the policy changes nothing (the usual
-                    # case) the next ticks find their seconds already served
-                    end = min(n_s, t + span_ticks * period)
-                    span_ticks = min(_SPAN_MAX_TICKS, span_ticks * 2)
-                sim.serve_fluid(cluster, served_to, end)
-                served_to = end
+        log.write(srv.tl, t, t_next, desired, out)
+        srv.serve_to(t, t_next, period)
         t = t_next
         if progress is not None:
             progress(t, n_s)
-    tl.desired[tl.index(run_from) : tl.index(n_s)] = run_desired
+    tl, cluster, sim = srv.tl, srv.cluster, srv.sim
+    log.close(tl, n_s)
     result = SimResult(
         policy=name,
         trace=trace_name,
@@ -350,6 +298,117 @@ def run_rates(
         result.summary["routing"] = routing
     result.summary["history_s"] = float(len(hist_raw))  # per-second history before the window
     return result
+
+
+class _ServeAhead:
+    """The simulated cluster, its serving and the timeline, served up to `served_to`.
+
+    Applies each tick's decision to the cluster and serves the seconds up to the next tick. In
+    fluid mode with `speculate` it serves ahead of the policy on the tick grid (spans of
+    `_SPAN_MIN_TICKS`..`_SPAN_MAX_TICKS` periods, doubled while the policy changes nothing), and a
+    decision that changes the cluster takes back the served-ahead seconds it invalidates (halving
+    the span). The replay is bit for bit the one served a period at a time (module docstring).
+    """
+
+    def __init__(
+        self,
+        fresh: Callable[[int, BatchingParams], tuple[Timeline, Cluster, _Serving]],
+        replicas: int,
+        params: BatchingParams,
+        *,
+        n_s: int,
+        fidelity: str,
+        speculate: bool,
+    ) -> None:
+        self._fresh = fresh
+        self.tl, self.cluster, self.sim = fresh(replicas, params)
+        self.n_s = n_s
+        self.requests = fidelity == "request"
+        self.ahead = speculate and fidelity == "fluid"
+        self.span_ticks = _SPAN_MIN_TICKS
+        self.served_to = 0  # the timeline is served up to here (past the tick when served ahead)
+
+    def restart(self, replicas: int, params: BatchingParams) -> None:
+        """Start over (at t = 0, before anything is served) with `replicas` ready pods on `params`."""
+        self.tl, self.cluster, self.sim = self._fresh(replicas, params)
+
+    def apply(self, t: int, desired: int, batching: BatchingParams | None) -> None:
+        """Patch the cluster at tick `t` to `desired` replicas (and `batching`, when given); take
+        back the served-ahead seconds the change invalidates."""
+        cluster = self.cluster
+        if cluster.uniform and desired == cluster.spec_replicas and (batching is None or batching == cluster.template):
+            return  # nothing changes: every served second stands
+        if self.served_to > t and cluster.uniform and (batching is None or batching == cluster.template):
+            self._rescale_ahead(t, desired)
+            return
+        if self.served_to > t:  # served ahead assuming no change: take back the seconds from t on
+            self.rewind_on_change(t)
+        cluster.patch_replicas(desired, t)
+        if batching is not None:
+            cluster.patch_batching(batching, t)
+
+    def _rescale_ahead(self, t: int, desired: int) -> None:
+        """Served ahead assuming no change, and only the replica count changed: the pods it adds or
+        removes change nothing served before the first of them would have been ready, except the
+        pod count (what is paid for)."""
+        cluster, tl, served_to = self.cluster, self.tl, self.served_to
+        before = {p.pod_id: p for p in cluster.pods}
+        cluster.patch_replicas(desired, t)
+        after = {p.pod_id for p in cluster.pods}
+        first_s = min(
+            [p.ready_s for i, p in before.items() if i not in after]
+            + [p.ready_s for p in cluster.pods if p.pod_id not in before],
+            default=served_to + 1,  # no pod added or removed: every served second stands
+        )
+        keep_to = min(served_to, max(t, first_s - 1))
+        tl.pods[tl.index(t) : tl.index(keep_to)] = len(cluster.pods)
+        if served_to > keep_to:  # take back the seconds from keep_to on
+            self.rewind_on_change(keep_to)
+
+    def rewind_on_change(self, t: int) -> None:
+        """Take back the seconds served from `t` on (a decision changed them); shorten the span."""
+        self.cluster.rewind_to(t)
+        self.sim.rewind_to(t)
+        self.served_to = t
+        self.span_ticks = max(_SPAN_MIN_TICKS, self.span_ticks // 2)
+
+    def serve_to(self, t: int, t_next: int, period: int) -> None:
+        """Serve at least up to the next tick `t_next` (fluid with `speculate`: up to the span ahead)."""
+        if self.served_to >= t_next:
+            return
+        if self.requests:
+            self.sim.serve_requests(self.cluster, t, t_next)
+            self.served_to = t_next
+            return
+        end = t_next
+        if self.ahead and self.cluster.uniform:
+            # serve ahead on the tick grid; if the policy changes nothing (the usual case) the next
+            # ticks find their seconds already served
+            end = min(self.n_s, t + self.span_ticks * period)
+            self.span_ticks = min(_SPAN_MAX_TICKS, self.span_ticks * 2)
+        self.sim.serve_fluid(self.cluster, self.served_to, end)
+        self.served_to = end
+
+
+class _DecisionLog:
+    """Writes each tick's decision into the timeline: `desired` in runs of equal values, and the
+    policy's forecast (with its band) over the tick's period."""
+
+    def __init__(self) -> None:
+        self.run_from, self.run_desired = 0, -1
+
+    def write(self, tl: Timeline, t: int, t_next: int, desired: int, out: PolicyOutput) -> None:
+        if desired != self.run_desired or t == 0:
+            tl.desired[tl.index(self.run_from) : tl.index(t)] = self.run_desired
+            self.run_from, self.run_desired = t, desired
+        if out.forecast_rps is not None:
+            i0, i1 = tl.index(t), tl.index(t_next)
+            tl.forecast[i0:i1] = out.forecast_rps
+            tl.forecast_lo[i0:i1] = out.forecast_lo_rps if out.forecast_lo_rps is not None else np.nan
+            tl.forecast_hi[i0:i1] = out.forecast_hi_rps if out.forecast_hi_rps is not None else np.nan
+
+    def close(self, tl: Timeline, n_s: int) -> None:
+        tl.desired[tl.index(self.run_from) : tl.index(n_s)] = self.run_desired
 
 
 class _Serving:

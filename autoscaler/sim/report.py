@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import SimResult
+from autoscaler.sim.policies import registry
 from autoscaler.sim.timeline import CSV_COLUMNS
 
 SUMMARY_KEYS = (

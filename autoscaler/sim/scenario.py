@@ -47,9 +47,9 @@ import yaml
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.core.multimodel import declared_shares, spec_for_mix
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.baselines import registry
 from autoscaler.sim.engine import FIDELITIES
 from autoscaler.sim.multitrace import ModelTrace, mean_rate, mixed_trace, parse_model_traces, summed
+from autoscaler.sim.policies import registry
 from autoscaler.sim.shipped import REPO_ROOT as REPO_ROOT  # re-exported: tests use it
 from autoscaler.sim.shipped import SCENARIO_DIR as SCENARIO_DIR  # re-exported: tests use it
 from autoscaler.sim.traces import Trace, resolve_trace

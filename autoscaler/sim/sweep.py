@@ -39,8 +39,8 @@ from typing import Any
 
 from autoscaler.core.capacity import CapacityModel
 from autoscaler.sim import engine
-from autoscaler.sim.baselines import registry
-from autoscaler.sim.baselines.kpa import default_target_concurrency
+from autoscaler.sim.policies import registry
+from autoscaler.sim.policies.kpa import default_target_concurrency
 from autoscaler.sim.scenario import Inputs, load_inputs, load_scenario
 from autoscaler.spec.types import ServingAutoscalerSpec
 

@@ -4,6 +4,10 @@ The simulator owns the truth (every arrival, every pod's queue); policies only s
 view, built by the metrics pipeline with the same delays a real cluster has: Prometheus
 scrape interval, `rate()` windows, metrics-server windows. Keeping the view explicit is what
 makes the baselines honest: no policy can peek at the future or at un-scraped counters.
+
+Views are built once per tick, so they skip the frozen dataclass' per-field `object.__setattr__`
+(`object.__new__` + `__dict__`); as frozen slotted dataclasses the 1-day predictive replay took 9 %
+more CPU (4.70 vs 4.32 s, median of 4 interleaved runs each).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from controlplane import ControlPlane, Pem, issue_cert, make_ca
 from hpastack import EXTERNAL_METRIC, HIGH_LOAD, LOW_LOAD, NAME, NS, HpaStack, quantity
 from kubeapi import MANIFESTS, Kube, load_yaml, wait_for
 
-from autoscaler.deploy.hpa_compat import hpa_to_v2beta2
+from autoscaler.generate.hpa_compat import hpa_to_v2beta2
 
 pytestmark = pytest.mark.timeout(900)
 POLL_S = 0.5

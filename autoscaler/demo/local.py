@@ -1,4 +1,4 @@
-"""The demo's runtime half: a local stand-in cluster, its actuator, the live view and the summary.
+"""The demo's local half: a local stand-in cluster, its actuator, the live view and the summary.
 
 `tfserving-autoscaler demo` runs the *real* control loop (`ControlLoop`, `decide`, the forecast
 driver, the direct-scrape source, the DecisionStore, /metrics and the metrics adapter) against

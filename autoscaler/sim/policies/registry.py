@@ -1,7 +1,7 @@
 """Explicit registry of simulated policies: name -> implementing class (one file each).
 
 Every class is constructed as `cls(spec, **knobs)` where knobs may include its main knob
-(`cls.knob`) and returns an object satisfying `autoscaler.sim.baselines.base.Policy`.
+(`cls.knob`) and returns an object satisfying `autoscaler.sim.policies.base.Policy`.
 Imports are lazy so `simulate --policies hpa-cpu` does not import statsmodels.
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from autoscaler.sim.baselines.base import Policy
+from autoscaler.sim.policies.base import Policy
 from autoscaler.spec.types import ServingAutoscalerSpec
 
 POLICIES: dict[str, str] = {
-    "predictive": "autoscaler.sim.baselines.predictive:PredictivePolicy",
-    "predictive-direct": "autoscaler.sim.baselines.predictive:PredictiveDirectPolicy",
-    "hpa-cpu": "autoscaler.sim.baselines.hpa:HpaCpuPolicy",
-    "hpa-rps": "autoscaler.sim.baselines.hpa:HpaRpsPolicy",
-    "keda": "autoscaler.sim.baselines.keda:KedaPrometheusPolicy",
-    "kpa": "autoscaler.sim.baselines.kpa:KnativeKpaPolicy",
-    "phpa": "autoscaler.sim.baselines.phpa:PredictiveHpaPolicy",
-    "static-peak": "autoscaler.sim.baselines.static_peak:StaticPeakPolicy",
-    "oracle": "autoscaler.sim.baselines.oracle:OraclePolicy",
+    "predictive": "autoscaler.sim.policies.predictive:PredictivePolicy",
+    "predictive-direct": "autoscaler.sim.policies.predictive:PredictiveDirectPolicy",
+    "hpa-cpu": "autoscaler.sim.policies.hpa:HpaCpuPolicy",
+    "hpa-rps": "autoscaler.sim.policies.hpa:HpaRpsPolicy",
+    "keda": "autoscaler.sim.policies.keda:KedaPrometheusPolicy",
+    "kpa": "autoscaler.sim.policies.kpa:KnativeKpaPolicy",
+    "phpa": "autoscaler.sim.policies.phpa:PredictiveHpaPolicy",
+    "static-peak": "autoscaler.sim.policies.static_peak:StaticPeakPolicy",
+    "oracle": "autoscaler.sim.policies.oracle:OraclePolicy",
 }
 
 

@@ -45,7 +45,7 @@ from typing import ClassVar
 import numpy as np
 
 from autoscaler.core.types import FloatArray
-from autoscaler.sim.baselines.hpa import HPA_SYNC_PERIOD_S, HpaRpsPolicy
+from autoscaler.sim.policies.hpa import HPA_SYNC_PERIOD_S, HpaRpsPolicy
 from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.types import ServingAutoscalerSpec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autoscaler.deploy.hpa_compat import hpa_to_v2beta2
+from autoscaler.generate.hpa_compat import hpa_to_v2beta2
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "tfserving" / "hpa.yaml"
 

@@ -41,7 +41,7 @@ from autoscaler.control import PredictiveController
 from autoscaler.core.hpa import HpaMetricError, get_external_per_pod_metric_replicas
 from autoscaler.core.state import State
 from autoscaler.forecast.driver import driver_for
-from autoscaler.sim.baselines.hpa import DEFAULT_TOLERANCE, HPA_SYNC_PERIOD_S, HpaController, tolerances_for
+from autoscaler.sim.policies.hpa import DEFAULT_TOLERANCE, HPA_SYNC_PERIOD_S, HpaController, tolerances_for
 from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.types import (
     Behavior,

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 from autoscaler.core.hpa import HpaMetricError, Tolerances, get_external_per_pod_metric_replicas
 from autoscaler.core.types import SignalStatus
-from autoscaler.sim.baselines.hpa import HPA_SYNC_PERIOD_S, HpaController, tolerances_for
+from autoscaler.sim.policies.hpa import HPA_SYNC_PERIOD_S, HpaController, tolerances_for
 from autoscaler.sim.view import ClusterView, PolicyContext, PolicyOutput
 from autoscaler.spec.types import Behavior, ServingAutoscalerSpec
 
