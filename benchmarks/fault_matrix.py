@@ -67,7 +67,6 @@ from test_runtime_kubeemu import (  # noqa: E402 (the emulator lives with the te
     api_client_for,
     deployment,
     hpa,
-    references,
 )
 from test_spec_hostile import HOSTILE  # noqa: E402 (the hostile spec files of the spec tests)
 
@@ -110,7 +109,7 @@ spec:
   mode: direct
   provisioning: {{decisionPeriodSeconds: {int(PERIOD_S)}}}
 """
-CRS = references.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
+CRS = kmock.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
 EXTERNAL = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NS}/tfserving_autoscaler_desired_replicas"
 
 

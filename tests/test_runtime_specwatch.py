@@ -12,9 +12,10 @@ import logging
 import os
 from pathlib import Path
 
+import kmock
 import pytest
 from kubernetes import client as k8s
-from test_runtime_kubeemu import EVENTS, VersionedEmulator, api_client_for, references
+from test_runtime_kubeemu import EVENTS, VersionedEmulator, api_client_for
 
 from autoscaler.actuators.events import EventRecorder
 from autoscaler.core.store import DecisionStore
@@ -146,7 +147,7 @@ async def test_custom_resources_are_read_when_the_crd_exists(kmock: VersionedEmu
     )
     await asyncio.to_thread(w.poll)  # CRD absent: 404 -> skipped, nothing published but an empty set
     assert published == [[]]
-    crs = references.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
+    crs = kmock.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
     cr = {
         "apiVersion": "autoscaling.tfserving.dev/v1alpha1",
         "kind": "ServingAutoscaler",
@@ -170,7 +171,7 @@ async def test_custom_resources_are_read_when_the_crd_exists(kmock: VersionedEmu
     assert kinds == ["Deployment", "ServingAutoscaler"]
 
 
-CRS = references.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
+CRS = kmock.resource(group="autoscaling.tfserving.dev", version="v1alpha1", plural="servingautoscalers")
 
 
 def cr(target: dict[str, str], max_replicas: int, mode: str = "hpa") -> dict[str, object]:
